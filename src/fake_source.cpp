@@ -1,0 +1,143 @@
+#include "fake_source.hpp"
+
+#include <cstring>
+
+namespace osmem {
+
+namespace {
+std::size_t round_to_page(std::size_t n) {
+  return (n + FakeSource::kPageSize - 1) & ~(FakeSource::kPageSize - 1);
+}
+}  // namespace
+
+FakeSource::FakeSource(FakeLimits limits) : limits_(limits) {
+  if (limits_.max_mappings > kMappingSlots) limits_.max_mappings = kMappingSlots;
+  base_ = static_cast<std::byte*>(os_.map(round_to_page(limits_.heap_capacity)));
+  if (base_ == nullptr) limits_.heap_capacity = 0;  // every extend then fails
+}
+
+FakeSource::~FakeSource() {
+  release_mappings();
+  if (base_ != nullptr) os_.unmap(base_, round_to_page(limits_.heap_capacity));
+}
+
+void FakeSource::release_mappings() {
+  for (std::size_t i = 0; i < slots_used_; ++i) {
+    if (mappings_[i].addr != nullptr) os_.unmap(mappings_[i].addr, mappings_[i].len);
+    mappings_[i] = Mapping{};
+  }
+  slots_used_ = 0;
+  live_count_ = 0;
+  live_bytes_ = 0;
+}
+
+void FakeSource::reset() {
+  release_mappings();
+  // Leave the buffer as a fresh mapping would be: the engine may rely on
+  // nothing, but tests that look at memory should see no stale headers.
+  if (base_ != nullptr) std::memset(base_, 0, break_);
+  break_ = 0;
+  extend_calls_ = map_calls_ = 0;
+  fail_extend_n_ = fail_map_n_ = 0;
+  next_serial_ = 1;
+  clear_calls();
+  misuse_ = 0;
+}
+
+void FakeSource::record(SourceCall::Kind kind, bool ok, std::size_t arg, std::size_t result) {
+  if (log_size_ < kLogCapacity) {
+    log_[log_size_++] = SourceCall{kind, ok, arg, result};
+  } else {
+    ++log_dropped_;
+  }
+}
+
+bool FakeSource::scheduled(const std::size_t* list, std::size_t n, std::size_t call) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (list[i] == call) return true;
+  }
+  return false;
+}
+
+void FakeSource::fail_extend_call(std::size_t nth) {
+  if (fail_extend_n_ < kMaxScheduled) fail_extend_[fail_extend_n_++] = nth;
+}
+
+void FakeSource::fail_map_call(std::size_t nth) {
+  if (fail_map_n_ < kMaxScheduled) fail_map_[fail_map_n_++] = nth;
+}
+
+void* FakeSource::extend(std::intptr_t delta) {
+  ++extend_calls_;
+  const auto arg = static_cast<std::size_t>(delta);
+  const bool fail = scheduled(fail_extend_, fail_extend_n_, extend_calls_) || delta < 0 ||
+                    arg > limits_.heap_capacity - break_;
+  if (fail) {
+    record(SourceCall::Kind::Extend, false, arg, 0);
+    return nullptr;
+  }
+  const std::size_t old = break_;
+  break_ += arg;
+  record(SourceCall::Kind::Extend, true, arg, old);
+  return base_ + old;
+}
+
+bool FakeSource::foreign_extend(std::size_t delta) {
+  if (delta > limits_.heap_capacity - break_) return false;
+  break_ += delta;
+  return true;
+}
+
+void* FakeSource::map(std::size_t len) {
+  ++map_calls_;
+  const bool fail = scheduled(fail_map_, fail_map_n_, map_calls_) || len == 0 ||
+                    live_count_ >= limits_.max_mappings || len > limits_.map_capacity - live_bytes_;
+  void* p = fail ? nullptr : os_.map(len);
+  if (p == nullptr) {
+    record(SourceCall::Kind::Map, false, len, 0);
+    return nullptr;
+  }
+  std::size_t slot = 0;
+  while (mappings_[slot].addr != nullptr) ++slot;  // live_count_ < max_mappings: a slot is free
+  mappings_[slot] = Mapping{static_cast<std::byte*>(p), len, next_serial_};
+  if (slot >= slots_used_) slots_used_ = slot + 1;
+  ++live_count_;
+  live_bytes_ += len;
+  record(SourceCall::Kind::Map, true, len, next_serial_);
+  ++next_serial_;
+  return p;
+}
+
+bool FakeSource::unmap(void* p, std::size_t len) {
+  for (std::size_t i = 0; i < slots_used_; ++i) {
+    Mapping& m = mappings_[i];
+    if (m.addr == p && m.addr != nullptr) {
+      if (m.len != len) break;
+      os_.unmap(m.addr, m.len);
+      record(SourceCall::Kind::Unmap, true, len, m.serial);
+      --live_count_;
+      live_bytes_ -= len;
+      m = Mapping{};
+      return true;
+    }
+  }
+  ++misuse_;
+  record(SourceCall::Kind::Unmap, false, len, 0);
+  return false;
+}
+
+bool FakeSource::in_heap_buffer(const void* p) const {
+  const auto* b = static_cast<const std::byte*>(p);
+  return base_ != nullptr && b >= base_ && b < base_ + limits_.heap_capacity;
+}
+
+std::size_t FakeSource::mapping_serial(const void* p) const {
+  const auto* b = static_cast<const std::byte*>(p);
+  for (std::size_t i = 0; i < slots_used_; ++i) {
+    const Mapping& m = mappings_[i];
+    if (m.addr != nullptr && b >= m.addr && b < m.addr + m.len) return m.serial;
+  }
+  return 0;
+}
+
+}  // namespace osmem

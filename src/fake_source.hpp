@@ -1,0 +1,127 @@
+// A deterministic, fault-injecting memory source for tests and fuzzers.
+//
+// sbrk is served from one fixed, page-aligned buffer, so heap addresses are
+// the same in every run as offsets from heap_base(); mmap is served by real
+// anonymous mappings (so ASan and the MMU still see their bounds), numbered
+// by serial. Every call is recorded, any call can be made to fail, and
+// another component's sbrk can be simulated with foreign_extend(). The rules
+// are in docs/contract.md; the reference model mirrors them.
+//
+// Like the engine, it allocates nothing from the C++ runtime: the call log
+// and the mapping table are fixed arrays.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "os_source.hpp"
+
+namespace osmem {
+
+struct SourceCall {
+  enum class Kind : std::uint8_t { Extend, Map, Unmap };
+  Kind kind;
+  bool ok;
+  std::size_t arg;     // Extend: delta; Map/Unmap: length
+  std::size_t result;  // Extend: offset of the old break; Map/Unmap: serial
+};
+
+struct FakeLimits {
+  std::size_t heap_capacity = std::size_t{16} << 20;
+  std::size_t map_capacity = std::size_t{256} << 20;  // live mapped bytes
+  std::size_t max_mappings = 512;                     // live mappings
+};
+
+class FakeSource {
+ public:
+  static constexpr std::size_t kPageSize = 4096;
+  static constexpr std::size_t kLogCapacity = 256;
+  static constexpr std::size_t kMaxScheduled = 16;
+  static constexpr std::size_t kMappingSlots = 1024;
+
+  explicit FakeSource(FakeLimits limits = {});
+  ~FakeSource();
+  FakeSource(const FakeSource&) = delete;
+  FakeSource& operator=(const FakeSource&) = delete;
+
+  // The MemorySource interface.
+  std::size_t page_size() const { return kPageSize; }
+  void* extend(std::intptr_t delta);
+  void* map(std::size_t len);
+  bool unmap(void* p, std::size_t len);
+
+  // Back to a fresh state: break at offset 0, no mappings, empty log, no
+  // scheduled failures. Limits are kept.
+  void reset();
+
+  // Make the nth call (counted from 1 since the last reset, failures
+  // included) of that kind fail.
+  void fail_extend_call(std::size_t nth);
+  void fail_map_call(std::size_t nth);
+  // Make the next call of that kind fail.
+  void fail_next_extend() { fail_extend_call(extend_calls_ + 1); }
+  void fail_next_map() { fail_map_call(map_calls_ + 1); }
+  // Another component moves the break up by delta (any value, even unaligned).
+  // Returns false (and changes nothing) when the buffer is too small.
+  bool foreign_extend(std::size_t delta);
+
+  std::byte* heap_base() const { return base_; }
+  std::size_t break_offset() const { return break_; }
+  bool in_heap_buffer(const void* p) const;
+  // The serial of the live mapping containing p, or 0.
+  std::size_t mapping_serial(const void* p) const;
+  std::size_t live_mappings() const { return live_count_; }
+  std::size_t live_mapped_bytes() const { return live_bytes_; }
+
+  // The calls recorded since the last take_calls()/reset(). The log keeps
+  // the first kLogCapacity calls; overflowed() says when some were dropped.
+  std::size_t call_count() const { return log_size_; }
+  const SourceCall& call(std::size_t i) const { return log_[i]; }
+  bool overflowed() const { return log_dropped_ > 0; }
+  void clear_calls() {
+    log_size_ = 0;
+    log_dropped_ = 0;
+  }
+
+  // Misuse by the engine: unmapping something that is not a live mapping,
+  // or with the wrong length. Tests assert this stays zero.
+  std::size_t misuse_count() const { return misuse_; }
+
+  const FakeLimits& limits() const { return limits_; }
+
+ private:
+  struct Mapping {
+    std::byte* addr;
+    std::size_t len;
+    std::size_t serial;
+  };
+
+  void record(SourceCall::Kind kind, bool ok, std::size_t arg, std::size_t result);
+  static bool scheduled(const std::size_t* list, std::size_t n, std::size_t call);
+  void release_mappings();
+
+  OsSource os_;
+  FakeLimits limits_;
+  std::byte* base_ = nullptr;
+  std::size_t break_ = 0;
+
+  std::size_t extend_calls_ = 0;
+  std::size_t map_calls_ = 0;
+  std::size_t fail_extend_[kMaxScheduled] = {};
+  std::size_t fail_extend_n_ = 0;
+  std::size_t fail_map_[kMaxScheduled] = {};
+  std::size_t fail_map_n_ = 0;
+
+  Mapping mappings_[kMappingSlots] = {};
+  std::size_t slots_used_ = 0;  // high-water mark of mappings_
+  std::size_t live_count_ = 0;
+  std::size_t live_bytes_ = 0;
+  std::size_t next_serial_ = 1;
+
+  SourceCall log_[kLogCapacity] = {};
+  std::size_t log_size_ = 0;
+  std::size_t log_dropped_ = 0;
+  std::size_t misuse_ = 0;
+};
+
+}  // namespace osmem

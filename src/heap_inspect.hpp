@@ -1,0 +1,252 @@
+// The heap checker, statistics and dumps: everything that reads the heap
+// without changing it.
+//
+// The checker must survive a heap full of garbage, so it never dereferences
+// a pointer it has not first shown to lie inside memory the heap owns:
+// heap-list pointers are range- and alignment-checked against the heap's
+// span, and heap-list addresses must strictly increase (so a corrupted link
+// cannot make the walk loop); mapping-tree children are followed only from
+// a node whose canary (which covers the links) is intact, and the walk is
+// bounded by an explicit stack and by the recorded mapping count.
+#pragma once
+
+#include <initializer_list>
+
+#include "heap.hpp"
+
+namespace osmem {
+
+template <MemorySource Source, class Config>
+std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) const {
+  std::size_t found = 0;
+  auto add = [&](Invariant inv, const void* block) {
+    if (found < capacity) out[found] = Violation{inv, block};
+    ++found;
+  };
+  auto readable = [&](const BlockMeta* b) {
+    return is_aligned8(b->address()) && in_heap(b, kHeaderSize);
+  };
+
+  // The heap list, in address order.
+  std::size_t span = 0, free_count = 0, free_bytes = 0, segments = 0;
+  const BlockMeta* prev = nullptr;
+  const BlockMeta* b = list_.head();
+  bool complete = true;
+  if (b == nullptr && list_.tail() != nullptr) add(Invariant::LinkMismatch, list_.tail());
+  while (b != nullptr) {
+    if (!readable(b)) {
+      add(Invariant::BlockOutOfHeap, b);
+      complete = false;
+      break;
+    }
+    if (!sealer_.intact(b)) add(Invariant::CanaryMismatch, b);
+    if (b->prev != prev) add(Invariant::LinkMismatch, b);
+    if (b->status != Status::Free && b->status != Status::Alloc) add(Invariant::BadStatus, b);
+    if (b->size % kAlignment != 0 || !in_heap(b, kHeaderSize + b->size)) {
+      add(Invariant::BadSize, b);
+      complete = false;
+      break;  // its end is meaningless, so the next block cannot be judged
+    }
+    if (prev == nullptr || !touches(prev, b)) ++segments;
+    span += kHeaderSize + b->size;
+    if (b->status == Status::Free) {
+      ++free_count;
+      free_bytes += b->size;
+    }
+    const BlockMeta* next = b->next;
+    if (next == nullptr) {
+      if (b != list_.tail()) add(Invariant::LinkMismatch, b);
+    } else if (reinterpret_cast<const std::byte*>(next) < b->end()) {
+      add(Invariant::AddressOrder, b);
+      complete = false;
+      break;  // following it could revisit blocks
+    } else if (touches(b, next) && readable(next) && b->status == Status::Free &&
+               next->status == Status::Free) {
+      add(Invariant::AdjacentFree, b);
+    }
+    prev = b;
+    b = next;
+  }
+  if (complete) {
+    if (prev != list_.tail()) add(Invariant::LinkMismatch, list_.tail());
+    if (span != heap_bytes_ || segments != segments_) add(Invariant::HeapAccounting, nullptr);
+    if (free_count != index_.count() || free_bytes != index_.bytes()) {
+      add(Invariant::IndexMismatch, nullptr);
+    }
+  }
+
+  // The mapping tree: in-order keys, heap-ordered priorities.
+  struct Frame {
+    const BlockMeta* node;
+    std::uintptr_t lo, hi;  // exclusive bounds on the node's address
+    std::uint64_t parent_priority;
+  };
+  constexpr std::size_t kMaxDepth = 256;
+  Frame stack[kMaxDepth];
+  std::size_t depth = 0;
+  std::size_t count = 0, bytes = 0;
+  bool mapped_complete = true;
+  if (mapped_.root() != nullptr) stack[depth++] = Frame{mapped_.root(), 0, UINTPTR_MAX, UINT64_MAX};
+  while (depth > 0) {
+    const Frame f = stack[--depth];
+    const BlockMeta* n = f.node;
+    if (!is_aligned8(n->address()) || in_heap(n, kHeaderSize)) {
+      add(Invariant::MappedOrder, n);
+      mapped_complete = false;
+      continue;
+    }
+    if (!sealer_.intact(n)) {
+      add(Invariant::CanaryMismatch, n);
+      mapped_complete = false;
+      continue;  // its links cannot be trusted
+    }
+    if (n->status != Status::Mapped) add(Invariant::BadStatus, n);
+    const std::uint64_t priority = sealer_.priority(n);
+    if (n->address() <= f.lo || n->address() >= f.hi || priority > f.parent_priority) {
+      add(Invariant::MappedOrder, n);
+    }
+    if (++count > mapped_.count()) {
+      add(Invariant::MappedAccounting, n);
+      mapped_complete = false;
+      break;  // more nodes than mappings: stop before any cycle matters
+    }
+    bytes += kHeaderSize + n->size;
+    for (const BlockMeta* child :
+         {static_cast<const BlockMeta*>(n->prev), static_cast<const BlockMeta*>(n->next)}) {
+      if (child == nullptr) continue;
+      if (depth == kMaxDepth) {
+        add(Invariant::MappedOrder, n);
+        mapped_complete = false;
+        continue;
+      }
+      const bool is_left = child == n->prev;
+      stack[depth++] =
+          Frame{child, is_left ? f.lo : n->address(), is_left ? n->address() : f.hi, priority};
+    }
+  }
+  if (mapped_complete && (count != mapped_.count() || bytes != mapped_.bytes())) {
+    add(Invariant::MappedAccounting, nullptr);
+  }
+  return found;
+}
+
+template <MemorySource Source, class Config>
+void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
+  *out = {};
+  // Walk only as far as the list is sound; the checker reports the rest.
+  const std::byte* prev_end = nullptr;
+  for (const BlockMeta* b = list_.head(); b != nullptr; b = b->next) {
+    if (!is_aligned8(b->address()) || !in_heap(b, kHeaderSize) ||
+        reinterpret_cast<const std::byte*>(b) < prev_end || !in_heap(b, kHeaderSize + b->size)) {
+      break;
+    }
+    prev_end = b->end();
+    ++out->heap_blocks;
+    if (b->status == Status::Free) {
+      ++out->free_blocks;
+      out->heap_bytes_free += b->size;
+    } else {
+      out->heap_bytes_in_use += b->size;
+    }
+  }
+  out->heap_span = heap_bytes_;
+  out->heap_segments = segments_;
+  out->mapped_blocks = mapped_.count();
+  out->mapped_bytes = mapped_.bytes();
+  out->sbrk_calls = sbrk_calls_;
+  out->mmap_calls = mmap_calls_;
+  out->munmap_calls = munmap_calls_;
+  out->searches = search_.searches;
+  out->search_visits = search_.visits;
+  out->search_visits_max = search_.max_visits;
+}
+
+namespace detail {
+inline const char* status_name(Status s) {
+  switch (s) {
+    case Status::Free:
+      return "free";
+    case Status::Alloc:
+      return "alloc";
+    case Status::Mapped:
+      return "mapped";
+  }
+  return "garbage";
+}
+
+inline void dump_header(LineBuffer& line, const char* label, const BlockMeta* b, int fd) {
+  line.text(label)
+      .hex(b->address())
+      .text(" size ")
+      .dec(b->size)
+      .text(" ")
+      .text(status_name(b->status))
+      .text(" prev ")
+      .hex(reinterpret_cast<std::uintptr_t>(b->prev))
+      .text(" next ")
+      .hex(reinterpret_cast<std::uintptr_t>(b->next))
+      .text("\n");
+  line.flush(fd);
+}
+}  // namespace detail
+
+template <MemorySource Source, class Config>
+void Heap<Source, Config>::dump(int fd) const {
+  LineBuffer line;
+  line.text("heap: span ")
+      .dec(heap_bytes_)
+      .text(" bytes in ")
+      .dec(segments_)
+      .text(" segment(s); mappings: ")
+      .dec(mapped_.count())
+      .text("\n");
+  line.flush(fd);
+  const std::byte* prev_end = nullptr;
+  for (const BlockMeta* b = list_.head(); b != nullptr; b = b->next) {
+    if (!is_aligned8(b->address()) || !in_heap(b, kHeaderSize) ||
+        reinterpret_cast<const std::byte*>(b) < prev_end) {
+      line.text("  (list leaves the heap at ").hex(b->address()).text(")\n");
+      line.flush(fd);
+      break;
+    }
+    prev_end = reinterpret_cast<const std::byte*>(b) + kHeaderSize;
+    detail::dump_header(line, "  ", b, fd);
+  }
+  // In-order walk of the mapping tree, bounded like the checker's.
+  constexpr std::size_t kMaxDepth = 256;
+  const BlockMeta* stack[kMaxDepth];
+  std::size_t depth = 0;
+  const BlockMeta* n = mapped_.root();
+  std::size_t printed = 0;
+  while ((n != nullptr || depth > 0) && printed <= mapped_.count()) {
+    while (n != nullptr && depth < kMaxDepth && !in_heap(n, kHeaderSize) && sealer_.intact(n)) {
+      stack[depth++] = n;
+      n = n->prev;
+    }
+    if (depth == 0) break;
+    n = stack[--depth];
+    detail::dump_header(line, "  ", n, fd);
+    ++printed;
+    n = n->next;
+  }
+}
+
+template <MemorySource Source, class Config>
+void Heap<Source, Config>::describe(const void* block, int fd) const {
+  LineBuffer line;
+  const auto* b = static_cast<const BlockMeta*>(block);
+  if (b == nullptr || !is_aligned8(b->address()) || !in_heap(b, kHeaderSize)) {
+    line.text("  (block ").hex(reinterpret_cast<std::uintptr_t>(block));
+    line.text(" is not inside the heap; not read)\n");
+    line.flush(fd);
+    return;
+  }
+  for (const BlockMeta* n :
+       {static_cast<const BlockMeta*>(b->prev), b, static_cast<const BlockMeta*>(b->next)}) {
+    if (n != nullptr && is_aligned8(n->address()) && in_heap(n, kHeaderSize)) {
+      detail::dump_header(line, n == b ? "  > " : "    ", n, fd);
+    }
+  }
+}
+
+}  // namespace osmem

@@ -1,0 +1,27 @@
+// The real memory source, and the few other services only the OS provides.
+// os_source.cpp is the only file that includes Linux headers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace osmem {
+
+struct OsSource {
+  std::size_t page_size();
+  void* extend(std::intptr_t delta);
+  void* map(std::size_t len);
+  bool unmap(void* p, std::size_t len);
+};
+
+// Writes all of buf to fd, retrying on short writes; no heap use.
+void os_write_all(int fd, const char* buf, std::size_t len);
+
+// 64 bits the kernel gave this process at exec (AT_RANDOM): a secret that
+// costs no system call to read.
+std::uint64_t os_random_cookie();
+
+// Registers fork handlers (pthread_atfork) for the process-wide heap lock.
+void os_register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)());
+
+}  // namespace osmem
