@@ -1,0 +1,501 @@
+#include "model.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <sstream>
+#include <stdexcept>
+
+namespace osmem::model {
+
+namespace {
+
+constexpr std::size_t kHeader = osmem::kHeaderSize;
+constexpr std::size_t kMinSplit = osmem::kMinSplitRemainder;
+
+std::string hex(std::size_t v) {
+  std::ostringstream os;
+  os << "0x" << std::hex << v;
+  return os.str();
+}
+
+bool is_scheduled(const std::vector<std::size_t>& list, std::size_t call) {
+  return std::find(list.begin(), list.end(), call) != list.end();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Printing.
+
+std::string to_string(const Addr& a) {
+  switch (a.kind) {
+    case Addr::Kind::Null:
+      return "null";
+    case Addr::Kind::Heap:
+      return "heap+" + hex(a.value);
+    case Addr::Kind::Mapped:
+      return "map#" + std::to_string(a.value);
+  }
+  return "?";
+}
+
+std::string to_string(const osmem::SourceCall& c) {
+  const std::string arg = std::to_string(c.arg);
+  switch (c.kind) {
+    case osmem::SourceCall::Kind::Extend:
+      return c.ok ? "sbrk(" + arg + ") -> +" + hex(c.result) : "sbrk(" + arg + ") failed";
+    case osmem::SourceCall::Kind::Map:
+      return c.ok ? "mmap(" + arg + ") -> #" + std::to_string(c.result)
+                  : "mmap(" + arg + ") failed";
+    case osmem::SourceCall::Kind::Unmap:
+      return c.ok ? "munmap(#" + std::to_string(c.result) + ", " + arg + ")"
+                  : "munmap(" + arg + ") failed";
+  }
+  return "?";
+}
+
+std::vector<std::string> to_strings(const std::vector<osmem::SourceCall>& calls) {
+  std::vector<std::string> out;
+  for (const auto& c : calls) out.push_back(to_string(c));
+  return out;
+}
+
+std::ostream& operator<<(std::ostream& os, const Addr& a) {
+  return os << to_string(a);
+}
+
+// ---------------------------------------------------------------------------
+// Construction and the simulated FakeSource.
+
+Model::Model(osmem::FakeLimits limits, std::size_t page_size)
+    : limits_(limits), page_size_(page_size) {
+  // FakeSource clamps the mapping count to its fixed table.
+  limits_.max_mappings = std::min(limits_.max_mappings, osmem::FakeSource::kMappingSlots);
+}
+
+void Model::reset() {
+  break_ = 0;
+  extend_calls_ = 0;
+  map_calls_ = 0;
+  fail_extend_.clear();
+  fail_map_.clear();
+  next_serial_ = 1;
+  live_mapped_bytes_ = 0;
+  calls_.clear();
+  initialised_ = false;
+  blocks_.clear();
+  mappings_.clear();
+  last_enomem_ = false;
+}
+
+// FakeSource silently ignores schedules past its fixed table; so does the model.
+void Model::fail_extend_call(std::size_t nth) {
+  if (fail_extend_.size() < osmem::FakeSource::kMaxScheduled) fail_extend_.push_back(nth);
+}
+
+void Model::fail_map_call(std::size_t nth) {
+  if (fail_map_.size() < osmem::FakeSource::kMaxScheduled) fail_map_.push_back(nth);
+}
+
+bool Model::foreign_extend(std::size_t delta) {
+  if (delta > limits_.heap_capacity - break_) return false;
+  break_ += delta;
+  return true;
+}
+
+std::optional<std::size_t> Model::source_extend(std::size_t delta) {
+  ++extend_calls_;
+  // FakeSource takes an intptr_t: a delta that does not fit is negative there.
+  const bool fail = is_scheduled(fail_extend_, extend_calls_) ||
+                    delta > static_cast<std::size_t>(INTPTR_MAX) ||
+                    delta > limits_.heap_capacity - break_;
+  if (fail) {
+    calls_.push_back({osmem::SourceCall::Kind::Extend, false, delta, 0});
+    return std::nullopt;
+  }
+  const std::size_t old = break_;
+  break_ += delta;
+  calls_.push_back({osmem::SourceCall::Kind::Extend, true, delta, old});
+  return old;
+}
+
+std::optional<std::size_t> Model::source_map(std::size_t len) {
+  ++map_calls_;
+  const bool fail = is_scheduled(fail_map_, map_calls_) || len == 0 ||
+                    mappings_.size() >= limits_.max_mappings ||
+                    len > limits_.map_capacity - live_mapped_bytes_;
+  if (fail) {
+    calls_.push_back({osmem::SourceCall::Kind::Map, false, len, 0});
+    return std::nullopt;
+  }
+  const std::size_t serial = next_serial_++;
+  live_mapped_bytes_ += len;
+  calls_.push_back({osmem::SourceCall::Kind::Map, true, len, serial});
+  return serial;
+}
+
+void Model::source_unmap(std::size_t serial) {
+  const auto i = find_mapping(serial);
+  if (!i) violation("unmap of a mapping that is not live");
+  const std::size_t len = mappings_[*i].size + kHeader;
+  live_mapped_bytes_ -= len;
+  mappings_.erase(mappings_.begin() + static_cast<std::ptrdiff_t>(*i));
+  calls_.push_back({osmem::SourceCall::Kind::Unmap, true, len, serial});
+}
+
+// ---------------------------------------------------------------------------
+// Lookup helpers.
+
+std::size_t Model::block_end(std::size_t index) const {
+  return blocks_[index].offset + kHeader + blocks_[index].size;
+}
+
+bool Model::touches(std::size_t index) const {
+  return index + 1 < blocks_.size() && block_end(index) == blocks_[index + 1].offset;
+}
+
+std::optional<std::size_t> Model::find_block(std::size_t header_offset) const {
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    if (blocks_[i].offset == header_offset) return i;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::size_t> Model::find_mapping(std::size_t serial) const {
+  for (std::size_t i = 0; i < mappings_.size(); ++i) {
+    if (mappings_[i].serial == serial) return i;
+  }
+  return std::nullopt;
+}
+
+bool Model::is_live(Addr p) const {
+  if (p.kind == Addr::Kind::Mapped) return find_mapping(p.value).has_value();
+  if (p.kind != Addr::Kind::Heap || p.value < kHeader) return false;
+  const auto i = find_block(p.value - kHeader);
+  return i && blocks_[*i].status == osmem::Status::Alloc;
+}
+
+bool Model::is_free_block(Addr p) const {
+  if (p.kind != Addr::Kind::Heap || p.value < kHeader) return false;
+  const auto i = find_block(p.value - kHeader);
+  return i && blocks_[*i].status == osmem::Status::Free;
+}
+
+std::size_t Model::capacity(Addr p) const {
+  if (!is_live(p)) violation("capacity() of " + to_string(p) + ", which is not live");
+  if (p.kind == Addr::Kind::Mapped) return mappings_[*find_mapping(p.value)].size;
+  return blocks_[*find_block(p.value - kHeader)].size;
+}
+
+std::size_t Model::heap_span() const {
+  std::size_t span = 0;
+  for (const Block& b : blocks_) span += kHeader + b.size;
+  return span;
+}
+
+void Model::violation(const std::string& what) {
+  throw std::logic_error("osmem model: " + what);
+}
+
+// ---------------------------------------------------------------------------
+// Heap block surgery: split and coalesce.
+
+void Model::split(std::size_t index, std::size_t need) {
+  Block& b = blocks_[index];
+  if (b.size - need < kMinSplit) return;
+  const Block rest{b.offset + kHeader + need, b.size - need - kHeader, osmem::Status::Free};
+  b.size = need;
+  blocks_.insert(blocks_.begin() + static_cast<std::ptrdiff_t>(index) + 1, rest);
+  coalesce(index + 1);
+}
+
+// Merge the FREE block at index with the next one, then with the previous
+// one, when they are FREE and touching. The lower header survives.
+void Model::coalesce(std::size_t index) {
+  if (touches(index) && blocks_[index + 1].status == osmem::Status::Free) {
+    blocks_[index].size += kHeader + blocks_[index + 1].size;
+    blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(index) + 1);
+  }
+  if (index > 0 && touches(index - 1) && blocks_[index - 1].status == osmem::Status::Free) {
+    blocks_[index - 1].size += kHeader + blocks_[index].size;
+    blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(index));
+  }
+}
+
+void Model::free_heap_block(std::size_t index) {
+  blocks_[index].status = osmem::Status::Free;
+  coalesce(index);
+}
+
+// ---------------------------------------------------------------------------
+// Segments (rule 8).
+
+void Model::new_segment(std::size_t returned, std::size_t delta) {
+  // The model's break only ever moves up, so the heap end is never passed
+  // back; the engine's ForeignBreak cannot happen on FakeSource.
+  if (!blocks_.empty() && returned < block_end(blocks_.size() - 1)) {
+    violation("sbrk returned an address below the end of the heap");
+  }
+  const std::size_t start = osmem::align8(returned);
+  const std::size_t brk = returned + delta;
+  std::size_t stop = brk;
+  if (brk % osmem::kAlignment != 0) {
+    const std::size_t fix = osmem::kAlignment - brk % osmem::kAlignment;
+    const auto r = source_extend(fix);
+    // Nothing can move the break between the two calls in the model, so the
+    // realigning sbrk, when it succeeds, is always contiguous.
+    stop = (r && *r == brk) ? brk + fix : brk - brk % osmem::kAlignment;
+  }
+  const std::size_t chunk = stop > start ? stop - start : 0;
+  if (chunk < kMinSplit) return;  // too small for a block: left unused
+  blocks_.push_back({start, chunk - kHeader, osmem::Status::Free});
+  coalesce(blocks_.size() - 1);
+}
+
+// ---------------------------------------------------------------------------
+// Allocation (rules 3, 5, 6, 9).
+
+Addr Model::map_block(std::size_t need) {
+  const auto serial = source_map(need + kHeader);
+  if (!serial) return Addr::null();
+  mappings_.push_back({*serial, need});
+  return Addr::mapped(*serial);
+}
+
+std::optional<std::size_t> Model::heap_allocate(std::size_t need) {
+  if (!initialised_) {
+    // Rule 5: the preallocation is retried until it succeeds once.
+    const auto r = source_extend(kPrealloc);
+    if (!r) return std::nullopt;
+    initialised_ = true;
+    new_segment(*r, kPrealloc);
+  }
+  for (std::size_t restarts = 0;; ++restarts) {
+    // (a) Best fit: smallest FREE block that fits; the scan goes up in
+    // address order and only a strictly smaller size replaces the pick, so
+    // ties go to the lowest address.
+    std::optional<std::size_t> best;
+    for (std::size_t i = 0; i < blocks_.size(); ++i) {
+      const Block& b = blocks_[i];
+      if (b.status != osmem::Status::Free || b.size < need) continue;
+      if (!best || b.size < blocks_[*best].size) best = i;
+    }
+    if (best) {
+      blocks_[*best].status = osmem::Status::Alloc;
+      const std::size_t offset = blocks_[*best].offset;
+      split(*best, need);
+      return offset;
+    }
+
+    // (b) / (c): grow at the top of the heap.
+    const std::size_t last = blocks_.size() - 1;
+    const std::size_t end = block_end(last);
+    const bool last_free = blocks_[last].status == osmem::Status::Free;
+    const std::size_t delta = last_free ? need - blocks_[last].size : kHeader + need;
+    const auto r = source_extend(delta);
+    if (!r) return std::nullopt;  // (e)
+    if (*r == end) {
+      if (last_free) {
+        blocks_[last].size = need;
+        blocks_[last].status = osmem::Status::Alloc;
+        return blocks_[last].offset;
+      }
+      blocks_.push_back({end, need, osmem::Status::Alloc});
+      return end;
+    }
+    // (d) A foreign sbrk moved the break: the chunk is a new segment.
+    new_segment(*r, delta);
+    if (restarts == kMaxRestarts) return std::nullopt;
+  }
+}
+
+// os_malloc with a given mapping threshold (calloc uses the page size).
+Addr Model::allocate(std::size_t n, std::size_t map_threshold) {
+  if (n == 0) return Addr::null();
+  if (n > osmem::kMaxRequest) {
+    last_enomem_ = true;
+    return Addr::null();
+  }
+  const std::size_t need = osmem::align8(n);
+  Addr a;
+  if (need + kHeader >= map_threshold) {
+    a = map_block(need);
+  } else if (const auto off = heap_allocate(need)) {
+    a = Addr::heap(*off + kHeader);
+  } else {
+    a = map_block(need);  // rule 9 fallback
+  }
+  last_enomem_ = a.is_null();
+  return a;
+}
+
+Addr Model::malloc(std::size_t n) {
+  last_enomem_ = false;
+  return allocate(n, kMmapThreshold);
+}
+
+Addr Model::calloc(std::size_t nmemb, std::size_t size) {
+  last_enomem_ = false;
+  if (nmemb == 0 || size == 0) return Addr::null();
+  if (nmemb > SIZE_MAX / size) {
+    last_enomem_ = true;
+    return Addr::null();
+  }
+  return allocate(nmemb * size, page_size_);
+}
+
+// ---------------------------------------------------------------------------
+// Free (rule 11).
+
+void Model::free(Addr p) {
+  last_enomem_ = false;
+  if (p.is_null()) return;
+  if (!is_live(p)) violation("free of " + to_string(p) + ", which is not a live block");
+  if (p.kind == Addr::Kind::Mapped) {
+    source_unmap(p.value);
+    return;
+  }
+  free_heap_block(*find_block(p.value - kHeader));
+}
+
+// ---------------------------------------------------------------------------
+// Realloc (rule 12).
+
+bool Model::grow_last_in_place(std::size_t index, std::size_t need) {
+  const std::size_t end = block_end(index);
+  const std::size_t delta = need - blocks_[index].size;
+  const auto r = source_extend(delta);
+  if (!r) return false;
+  if (*r == end) {
+    blocks_[index].size = need;
+    return true;
+  }
+  new_segment(*r, delta);
+  return false;
+}
+
+// Allocate the new block while the old one is still ALLOC, then free the old.
+Addr Model::move_heap_block(std::size_t offset, std::size_t n) {
+  const Addr q = allocate(n, kMmapThreshold);
+  if (q.is_null()) {
+    last_enomem_ = true;
+    return q;
+  }
+  // The allocation may have inserted blocks: look the old one up again.
+  free_heap_block(*find_block(offset));
+  return q;
+}
+
+Addr Model::realloc(Addr p, std::size_t n) {
+  last_enomem_ = false;
+  if (p.is_null()) return malloc(n);
+  if (!is_live(p) && !is_free_block(p)) {
+    violation("realloc of " + to_string(p) + ", which is not a block");
+  }
+  if (n == 0) {
+    free(p);  // a FREE block here is a double free, which free() reports
+    return Addr::null();
+  }
+  if (is_free_block(p)) return Addr::null();  // errno left alone
+  if (n > osmem::kMaxRequest) {
+    last_enomem_ = true;
+    return Addr::null();
+  }
+  const std::size_t need = osmem::align8(n);
+
+  if (p.kind == Addr::Kind::Mapped) {
+    const Addr q = allocate(n, kMmapThreshold);
+    if (q.is_null()) {
+      last_enomem_ = true;
+      return q;
+    }
+    source_unmap(p.value);
+    return q;
+  }
+
+  const std::size_t offset = p.value - kHeader;
+  std::size_t i = *find_block(offset);
+
+  if (need + kHeader >= kMmapThreshold) {
+    const Addr q = map_block(need);
+    if (q.is_null()) {
+      last_enomem_ = true;
+      return q;
+    }
+    free_heap_block(i);
+    return q;
+  }
+
+  if (need <= blocks_[i].size) {
+    split(i, need);
+    return p;
+  }
+
+  const bool is_last = i + 1 == blocks_.size();
+  if (is_last) {
+    if (grow_last_in_place(i, need)) return p;
+    return move_heap_block(offset, n);
+  }
+
+  if (touches(i) && blocks_[i + 1].status == osmem::Status::Free) {
+    // The absorbed neighbour stays absorbed even when it is not enough.
+    blocks_[i].size += kHeader + blocks_[i + 1].size;
+    blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    if (blocks_[i].size >= need) {
+      split(i, need);
+      return p;
+    }
+    if (i + 1 == blocks_.size()) {
+      if (grow_last_in_place(i, need)) return p;
+    }
+  }
+  return move_heap_block(offset, n);
+}
+
+// ---------------------------------------------------------------------------
+// Self-checks and printing.
+
+std::string Model::check() const {
+  std::ostringstream err;
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    if (b.offset % osmem::kAlignment != 0 || b.size % osmem::kAlignment != 0 || b.size == 0) {
+      err << "block " << i << " at " << hex(b.offset) << " is misaligned or empty";
+      return err.str();
+    }
+    if (b.status == osmem::Status::Mapped) {
+      err << "block " << i << " is a heap block marked MAPPED";
+      return err.str();
+    }
+    if (block_end(i) > break_) {
+      err << "block " << i << " ends past the break";
+      return err.str();
+    }
+    if (i + 1 < blocks_.size()) {
+      if (block_end(i) > blocks_[i + 1].offset) {
+        err << "blocks " << i << " and " << i + 1 << " overlap or are out of order";
+        return err.str();
+      }
+      if (touches(i) && b.status == osmem::Status::Free &&
+          blocks_[i + 1].status == osmem::Status::Free) {
+        err << "touching FREE blocks " << i << " and " << i + 1 << " were not merged";
+        return err.str();
+      }
+    }
+  }
+  if (!initialised_ && !blocks_.empty()) return "heap blocks exist before the preallocation";
+  return "";
+}
+
+std::string Model::dump() const {
+  std::ostringstream os;
+  os << "break " << hex(break_) << (initialised_ ? "" : " (heap uninitialised)") << "\n";
+  for (const Block& b : blocks_) {
+    os << "  " << hex(b.offset) << " size " << b.size << " "
+       << (b.status == osmem::Status::Free ? "FREE" : "ALLOC") << "\n";
+  }
+  for (const Mapping& m : mappings_) os << "  map#" << m.serial << " size " << m.size << "\n";
+  return os.str();
+}
+
+}  // namespace osmem::model
