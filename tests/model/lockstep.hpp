@@ -1,0 +1,122 @@
+// Runs the engine (over the fake source) and the reference model side by
+// side, one operation at a time, and checks after every step everything a
+// user could observe: the same returned address, the same system calls, the
+// same errno, alignment, no overlap between live blocks, every live block's
+// contents intact, calloc memory zeroed, realloc's prefix kept, the checker
+// clean, and the heap's block list identical to the model's.
+//
+// Unit tests, property tests, fuzzers and the differential test all drive
+// this one class, so they all judge the engine by the same rules. A
+// divergence throws Divergence with a message that says what differed; the
+// message includes the operation that ran, so a failure reads on its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fake_source.hpp"
+#include "heap.hpp"
+#include "model/model.hpp"
+
+namespace osmem::model {
+
+struct Divergence : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class Lockstep {
+ public:
+  using Engine = Heap<FakeSource>;
+
+  struct Options {
+    FakeLimits limits{};
+    std::uint64_t cookie = 0x9e3779b97f4a7c15ULL;
+    // Run the full checker and compare the block lists every `full_every`
+    // steps (1 = every step); the touched blocks are always verified.
+    unsigned full_every = 1;
+  };
+
+  // A block the user holds.
+  struct Live {
+    std::byte* ptr;
+    Addr addr;
+    std::size_t requested;
+    std::uint8_t tag;
+  };
+
+  Lockstep() : Lockstep(Options{}) {}
+  explicit Lockstep(Options options);
+
+  // A fresh engine over a fresh (reset) source, and a fresh model.
+  void reset();
+
+  // The operations. Each runs on both sides and verifies; each returns the
+  // new live block's index (or -1 when the result is NULL). Indices refer
+  // to live(); free/realloc take an index into it.
+  long malloc(std::size_t n);
+  long calloc(std::size_t nmemb, std::size_t size);
+  long realloc(std::size_t index, std::size_t n);
+  long realloc_null(std::size_t n);  // realloc(NULL, n)
+  void free(std::size_t index);
+  // realloc of a block freed earlier whose FREE header still stands where
+  // it was (model.is_free_block): must return NULL and change nothing.
+  // Returns false (and does nothing) when no such block is remembered.
+  bool realloc_freed(std::size_t pick, std::size_t n);
+
+  // Fault injection, on both sides.
+  void fail_next_extend();
+  void fail_next_map();
+  bool foreign_extend(std::size_t delta);
+
+  // Full verification: checker, block lists, every live block's contents.
+  void verify_all();
+  // Frees every live block (verifying each step), then verifies.
+  void free_all();
+
+  const std::vector<Live>& live() const { return live_; }
+  // The system calls the last operation made (already checked against the
+  // model), for tests that pin them down by hand too.
+  const std::vector<SourceCall>& last_calls() const { return last_calls_; }
+  // Offset of a live block's payload from the heap buffer's start.
+  std::size_t offset(std::size_t index) const { return live_.at(index).addr.value; }
+  std::size_t steps() const { return steps_; }
+  Engine& engine() { return *engine_; }
+  FakeSource& source() { return *source_; }
+  Model& model() { return model_; }
+  // The operations so far, one per line, as C calls: a reproducer.
+  const std::string& transcript() const { return transcript_; }
+
+ private:
+  Addr addr_of(const void* p) const;
+  [[noreturn]] void diverge(const std::string& what) const;
+  void compare_calls(const std::string& op);
+  void compare_result(const std::string& op, const void* got, const Addr& want);
+  void check_errno(const std::string& op, const void* got, int err);
+  void after_step(const std::string& op);
+  void compare_blocks(const std::string& op);
+  void run_checker(const std::string& op);
+  long adopt(const std::string& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
+             const Live* kept);
+  void fill(Live& l);
+  void verify_contents(const std::string& op, const Live& l) const;
+  void note(const std::string& line);
+
+  Options options_;
+  std::unique_ptr<FakeSource> source_;
+  std::unique_ptr<Engine> engine_;
+  Model model_;
+  std::vector<Live> live_;
+  std::map<std::uintptr_t, std::size_t> extents_;   // live block start -> requested
+  std::vector<std::pair<std::byte*, Addr>> freed_;  // recently freed heap blocks
+  std::vector<SourceCall> last_calls_;
+  std::uint8_t next_tag_ = 1;
+  std::size_t steps_ = 0;
+  std::string transcript_;
+};
+
+}  // namespace osmem::model
