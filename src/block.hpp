@@ -59,6 +59,13 @@ static_assert(offsetof(BlockMeta, prev) == 16);
 static_assert(offsetof(BlockMeta, next) == 24);
 static_assert(sizeof(Status) == 4);
 
+// The address of a pointer that may not point at a valid header (the
+// checker's input): unlike b->address(), no member access, so no undefined
+// behaviour when b is misaligned.
+inline std::uintptr_t addr_of(const void* b) {
+  return reinterpret_cast<std::uintptr_t>(b);
+}
+
 // True when `b` ends exactly where `n` begins: only such blocks may merge.
 inline bool touches(const BlockMeta* b, const BlockMeta* n) {
   return n != nullptr && b->end() == reinterpret_cast<const std::byte*>(n);

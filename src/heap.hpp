@@ -126,6 +126,12 @@ class Heap {
   // memory the heap owns: the context of a checker report.
   void describe(const void* block, int fd) const;
 
+  // True when the whole block, header and payload, lies inside the heap's
+  // address range (without overflowing however large its size field is).
+  bool spans_heap(const BlockMeta* b) const {
+    return b->size <= SIZE_MAX - kHeaderSize && in_heap(b, kHeaderSize + b->size);
+  }
+
   // True when [p, p + len) lies inside the heap's segments' address range.
   bool in_heap(const void* p, std::size_t len) const {
     const auto* b = static_cast<const std::byte*>(p);
@@ -258,7 +264,8 @@ class Heap {
       b->size += kHeaderSize + next->size;
       list_.unlink(sealer_, next);  // reseals b
     }
-    if (BlockMeta* prev = b->prev; prev != nullptr && touches(prev, b) && free_neighbour(prev)) {
+    // prev's canary is checked before its size is read to see if it touches.
+    if (BlockMeta* prev = b->prev; prev != nullptr && free_neighbour(prev) && touches(prev, b)) {
       index_.remove(sealer_, prev);
       prev->size += kHeaderSize + b->size;
       list_.unlink(sealer_, b);  // reseals prev; b stays behind as a stale FREE header
@@ -281,6 +288,10 @@ class Heap {
       }
       case Status::Alloc:
         b->status = Status::Free;
+        // Sealed now, not only by the merges: if b merges into the block
+        // before it, its header stays behind and must read as FREE, so a
+        // second free of it is a double free.
+        sealer_.seal(b);
         coalesce(b);
         return;
     }

@@ -24,7 +24,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
     ++found;
   };
   auto readable = [&](const BlockMeta* b) {
-    return is_aligned8(b->address()) && in_heap(b, kHeaderSize);
+    return is_aligned8(addr_of(b)) && in_heap(b, kHeaderSize);
   };
 
   // The heap list, in address order.
@@ -42,7 +42,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
     if (!sealer_.intact(b)) add(Invariant::CanaryMismatch, b);
     if (b->prev != prev) add(Invariant::LinkMismatch, b);
     if (b->status != Status::Free && b->status != Status::Alloc) add(Invariant::BadStatus, b);
-    if (b->size % kAlignment != 0 || !in_heap(b, kHeaderSize + b->size)) {
+    if (b->size % kAlignment != 0 || !spans_heap(b)) {
       add(Invariant::BadSize, b);
       complete = false;
       break;  // its end is meaningless, so the next block cannot be judged
@@ -90,7 +90,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
   while (depth > 0) {
     const Frame f = stack[--depth];
     const BlockMeta* n = f.node;
-    if (!is_aligned8(n->address()) || in_heap(n, kHeaderSize)) {
+    if (!is_aligned8(addr_of(n)) || in_heap(n, kHeaderSize)) {
       add(Invariant::MappedOrder, n);
       mapped_complete = false;
       continue;
@@ -101,8 +101,9 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       continue;  // its links cannot be trusted
     }
     if (n->status != Status::Mapped) add(Invariant::BadStatus, n);
+    if (n->size % kAlignment != 0 || n->size > SIZE_MAX - kHeaderSize) add(Invariant::BadSize, n);
     const std::uint64_t priority = sealer_.priority(n);
-    if (n->address() <= f.lo || n->address() >= f.hi || priority > f.parent_priority) {
+    if (addr_of(n) <= f.lo || addr_of(n) >= f.hi || priority > f.parent_priority) {
       add(Invariant::MappedOrder, n);
     }
     if (++count > mapped_.count()) {
@@ -121,7 +122,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       }
       const bool is_left = child == n->prev;
       stack[depth++] =
-          Frame{child, is_left ? f.lo : n->address(), is_left ? n->address() : f.hi, priority};
+          Frame{child, is_left ? f.lo : addr_of(n), is_left ? addr_of(n) : f.hi, priority};
     }
   }
   if (mapped_complete && (count != mapped_.count() || bytes != mapped_.bytes())) {
@@ -136,8 +137,8 @@ void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
   // Walk only as far as the list is sound; the checker reports the rest.
   const std::byte* prev_end = nullptr;
   for (const BlockMeta* b = list_.head(); b != nullptr; b = b->next) {
-    if (!is_aligned8(b->address()) || !in_heap(b, kHeaderSize) ||
-        reinterpret_cast<const std::byte*>(b) < prev_end || !in_heap(b, kHeaderSize + b->size)) {
+    if (!is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize) ||
+        reinterpret_cast<const std::byte*>(b) < prev_end || !spans_heap(b)) {
       break;
     }
     prev_end = b->end();
@@ -176,7 +177,7 @@ inline const char* status_name(Status s) {
 
 inline void dump_header(LineBuffer& line, const char* label, const BlockMeta* b, int fd) {
   line.text(label)
-      .hex(b->address())
+      .hex(addr_of(b))
       .text(" size ")
       .dec(b->size)
       .text(" ")
@@ -203,9 +204,9 @@ void Heap<Source, Config>::dump(int fd) const {
   line.flush(fd);
   const std::byte* prev_end = nullptr;
   for (const BlockMeta* b = list_.head(); b != nullptr; b = b->next) {
-    if (!is_aligned8(b->address()) || !in_heap(b, kHeaderSize) ||
+    if (!is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize) ||
         reinterpret_cast<const std::byte*>(b) < prev_end) {
-      line.text("  (list leaves the heap at ").hex(b->address()).text(")\n");
+      line.text("  (list leaves the heap at ").hex(addr_of(b)).text(")\n");
       line.flush(fd);
       break;
     }
@@ -235,7 +236,7 @@ template <MemorySource Source, class Config>
 void Heap<Source, Config>::describe(const void* block, int fd) const {
   LineBuffer line;
   const auto* b = static_cast<const BlockMeta*>(block);
-  if (b == nullptr || !is_aligned8(b->address()) || !in_heap(b, kHeaderSize)) {
+  if (b == nullptr || !is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize)) {
     line.text("  (block ").hex(reinterpret_cast<std::uintptr_t>(block));
     line.text(" is not inside the heap; not read)\n");
     line.flush(fd);
@@ -243,7 +244,7 @@ void Heap<Source, Config>::describe(const void* block, int fd) const {
   }
   for (const BlockMeta* n :
        {static_cast<const BlockMeta*>(b->prev), b, static_cast<const BlockMeta*>(b->next)}) {
-    if (n != nullptr && is_aligned8(n->address()) && in_heap(n, kHeaderSize)) {
+    if (n != nullptr && is_aligned8(addr_of(n)) && in_heap(n, kHeaderSize)) {
       detail::dump_header(line, n == b ? "  > " : "    ", n, fd);
     }
   }

@@ -299,14 +299,10 @@ TEST_F(EngineErrors, CorruptedFreePreviousHeaderCaughtBeforeMerge) {
   EXPECT_EQ(e.address, a);
 }
 
-// The same, but the overflow reaches a's size: coalesce() decides whether a
-// touches b from a->size before a's canary is checked, so a forged size
-// skips the merge and the corruption goes unnoticed (the heap is left with
-// two touching FREE blocks, one of them with a forged size that the
-// best-fit search will trust). Disabled: whether the engine must validate
-// the predecessor before touches() reads it is a design question, see the
-// report; the test states the stricter behaviour.
-TEST_F(EngineErrors, DISABLED_CorruptedFreePreviousSizeCaughtBeforeTouchTest) {
+// The same, but the overflow reaches a's size: coalesce() must check a's
+// canary before it trusts a->size to decide whether a touches b; otherwise a
+// forged size skips the merge and leaves two touching FREE blocks behind.
+TEST_F(EngineErrors, CorruptedFreePreviousSizeCaughtBeforeTouchTest) {
   void* x = heap_.malloc(64);
   void* a = heap_.malloc(64);
   void* b = heap_.malloc(64);
