@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <ostream>
 #include <vector>
 
 #include "generators.hpp"
@@ -69,6 +70,15 @@ struct Layout {
   std::vector<std::size_t> sizes;
   std::vector<bool> keep;
 };
+
+// Printed in a counterexample as the calls that build the heap.
+[[maybe_unused]] void showValue(const Layout& l, std::ostream& os) {
+  for (std::size_t i = 0; i < l.sizes.size(); ++i)
+    os << "a" << i << " = os_malloc(" << l.sizes[i] << "); ";
+  for (std::size_t i = 0; i < l.sizes.size(); ++i) {
+    if (!l.keep[i]) os << "os_free(a" << i << "); ";
+  }
+}
 
 rc::Gen<Layout> layout() {
   return rc::gen::mapcat(rc::gen::container<std::vector<std::size_t>>(small_heap_size()),
@@ -239,6 +249,17 @@ RC_GTEST_PROP(Contract, BestFitTakesTheSmallestFittingBlock, ()) {
   });
 }
 
+struct Step {
+  std::size_t n;
+  int before;  // 0 nothing, 1 free the next block up, 2 refuse the next sbrk, 3 foreign sbrk
+};
+
+[[maybe_unused]] void showValue(const Step& st, std::ostream& os) {
+  static const char* const kBefore[] = {"", "os_free(next block up); ",
+                                        "/* the next sbrk fails */ ", "/* foreign sbrk */ "};
+  os << kBefore[st.before] << "p = os_realloc(p, " << st.n << ");";
+}
+
 // Rule 12: whatever path realloc takes (in place, absorbing the next block,
 // growing the tail, moving, mapping), the first min(old, new) bytes survive;
 // when it fails the old block is untouched. Checked here byte by byte
@@ -246,10 +267,6 @@ RC_GTEST_PROP(Contract, BestFitTakesTheSmallestFittingBlock, ()) {
 RC_GTEST_PROP(Contract, ReallocNeverLosesAPrefixByte, ()) {
   const Layout l = *layout();
   const std::size_t first = *small_heap_size();
-  struct Step {
-    std::size_t n;
-    int before;  // 0 nothing, 1 free the next block up, 2 refuse the next sbrk, 3 foreign sbrk
-  };
   const auto steps = *rc::gen::container<std::vector<Step>>(rc::gen::build<Step>(
       rc::gen::set(&Step::n, any_size()),
       rc::gen::set(&Step::before,
