@@ -1,0 +1,258 @@
+// Fuzz target `api`: the same operation stream, through the real
+// process-wide os_* functions over the real sbrk and mmap, under ASan.
+//
+// What only the real system shows: addresses and alignment of the real
+// break, real mappings (ASan sees their bounds), the C ABI layer with its
+// lock, errno and the OSMEM_CHECK=full hook. There is no model here: the
+// real heap cannot be reset between inputs, so addresses are not
+// predictable; the checks are the user-visible ones.
+//
+// Checked every operation: the OSMEM_CHECK=full hook runs the full heap
+// checker on entry to and exit from every os_* call (set in
+// LLVMFuzzerInitialize; it aborts on any violation), the result is 8-aligned
+// and overlaps no live block, NULL comes with ENOMEM, calloc memory is zero,
+// realloc kept the prefix, and the touched block's fill pattern is intact.
+// At the end of each input: every live block's pattern, then everything is
+// freed, os_heap_check() must be 0 and os_heap_stats() must show nothing in
+// use. The heap is empty again, so inputs stay independent apart from the
+// heap's free layout (and the break moves, see ForeignExtend below).
+//
+// The stream's fault operations mean, here: FailNextExtend -> os_heap_check()
+// must be 0 now; FailNextMap -> os_heap_stats() must agree with what the
+// harness holds; ForeignExtend -> a real foreign sbrk (a few bytes, so the
+// heap starts a new, possibly unaligned, segment), at most kForeignBudget
+// times per process so that segments cannot pile up over a long run.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <vector>
+
+#include "op_stream.hpp"
+#include "osmem/osmem.h"
+
+namespace {
+
+using namespace osmem::fuzz;
+
+constexpr std::size_t kMaxSteps = 256;
+constexpr int kForeignBudget = 64;
+int g_foreign_left = kForeignBudget;
+
+struct Block {
+  unsigned char* ptr;
+  std::size_t size;
+  std::uint8_t tag;
+};
+
+// The byte loops: without instrumentation, which made them (a coverage
+// callback per byte compared) 85% of the run time. The sbrk heap and the
+// mappings carry no ASan poison, so these loops lose no ASan check that
+// could fire; the engine keeps all of its instrumentation.
+#define OSMEM_FUZZ_BYTE_LOOP __attribute__((no_sanitize("coverage", "address", "undefined")))
+
+OSMEM_FUZZ_BYTE_LOOP inline std::uint8_t pattern(std::uint8_t tag, std::size_t j) {
+  return static_cast<std::uint8_t>(tag + j * 0x9d + (j >> 8) * 0x35);
+}
+
+OSMEM_FUZZ_BYTE_LOOP void fill(unsigned char* p, std::size_t from, std::size_t n,
+                               std::uint8_t tag) {
+  for (std::size_t j = from; j < n; ++j) p[j] = pattern(tag, j);
+}
+
+// The offset of the first byte that is not the pattern, or n.
+OSMEM_FUZZ_BYTE_LOOP std::size_t first_mismatch(const unsigned char* p, std::size_t n,
+                                                std::uint8_t tag) {
+  for (std::size_t j = 0; j < n; ++j) {
+    if (p[j] != pattern(tag, j)) return j;
+  }
+  return n;
+}
+
+OSMEM_FUZZ_BYTE_LOOP bool all_zero(const unsigned char* p, std::size_t n) {
+  unsigned char acc = 0;
+  for (std::size_t j = 0; j < n; ++j) acc |= p[j];
+  return acc == 0;
+}
+
+[[noreturn]] void finding(const char* what, std::size_t step) {
+  std::fprintf(stderr, "\n==== osmem api: step %zu: %s\n", step, what);
+  std::abort();
+}
+
+class Harness {
+ public:
+  void run(FuzzedDataProvider& in) {
+    for (step_ = 0; step_ < kMaxSteps && in.remaining_bytes() > 0; ++step_) {
+      apply(read_op(in, kFaultKinds));
+    }
+    for (const Block& b : live_) verify(b);
+    while (!live_.empty()) {
+      os_free(live_.back().ptr);
+      live_.pop_back();
+    }
+    if (os_heap_check() != 0) finding("os_heap_check() found violations after freeing all", step_);
+    struct os_heap_stats stats {};
+    os_heap_stats(&stats);
+    if (stats.heap_bytes_in_use != 0 || stats.mapped_blocks != 0) {
+      finding("os_heap_stats() shows memory in use after freeing all", step_);
+    }
+  }
+
+ private:
+  std::size_t size_of(const SizeSpec& s) const {
+    std::vector<std::size_t> sizes;
+    if (s.cls == SizeClass::NearLive || s.cls == SizeClass::NearFree) {
+      for (const Block& b : live_) sizes.push_back(b.size);
+    }
+    return resolve_size(s, {}, sizes);
+  }
+
+  void verify(const Block& b) const {
+    if (first_mismatch(b.ptr, b.size, b.tag) != b.size) {
+      finding("a live block lost its contents", step_);
+    }
+  }
+
+  // A new block: aligned, overlapping nothing; fills it from `keep` on.
+  void adopt(void* p, std::size_t n, bool zeroed, std::size_t keep, std::uint8_t tag) {
+    const auto a = reinterpret_cast<std::uintptr_t>(p);
+    if (a % 8 != 0) finding("returned a misaligned pointer", step_);
+    auto it = extents_.lower_bound(a);
+    if (it != extents_.end() && it->first < a + n) finding("new block overlaps a live one", step_);
+    if (it != extents_.begin() && std::prev(it)->first + std::prev(it)->second > a) {
+      finding("new block overlaps a live one", step_);
+    }
+    auto* bytes = static_cast<unsigned char*>(p);
+    if (zeroed && !all_zero(bytes, n)) finding("calloc memory is not zero", step_);
+    fill(bytes, keep, n, tag);
+    extents_[a] = n;
+    live_.push_back({bytes, n, tag});
+  }
+
+  void expect_null(void* p, std::size_t n, int err) const {
+    if (p != nullptr) return;
+    if (n != 0 && err != ENOMEM) finding("NULL for a non-zero size without ENOMEM", step_);
+  }
+
+  void drop(std::size_t i) {
+    extents_.erase(reinterpret_cast<std::uintptr_t>(live_[i].ptr));
+    live_.erase(live_.begin() + static_cast<long>(i));
+  }
+
+  void apply(const Op& op) {
+    switch (op.kind) {
+      case OpKind::Malloc:
+      case OpKind::ReallocNull: {
+        const std::size_t n = size_of(op.size);
+        errno = 0;
+        void* p = op.kind == OpKind::Malloc ? os_malloc(n) : os_realloc(nullptr, n);
+        expect_null(p, n, errno);
+        if (p != nullptr) adopt(p, n, false, 0, next_tag());
+        break;
+      }
+      case OpKind::Calloc: {
+        const CallocArgs a = calloc_args(op, size_of(op.size));
+        std::size_t total = 0;
+        const bool overflow = __builtin_mul_overflow(a.nmemb, a.size, &total);
+        errno = 0;
+        void* p = os_calloc(a.nmemb, a.size);
+        if (overflow && p != nullptr)
+          finding("calloc succeeded although nmemb * size overflows", step_);
+        expect_null(p, total, errno);
+        if (p != nullptr) adopt(p, total, true, 0, next_tag());
+        break;
+      }
+      case OpKind::Realloc: {
+        const std::size_t n = size_of(op.size);
+        if (live_.empty()) break;
+        const std::size_t i = op.pick % live_.size();
+        const Block old = live_[i];
+        verify(old);
+        errno = 0;
+        void* p = os_realloc(old.ptr, n);
+        const int err = errno;
+        if (p == nullptr) {
+          if (n == 0) {
+            drop(i);  // realloc(p, 0) frees p
+          } else {
+            expect_null(p, n, err);
+            verify(old);  // a failed realloc leaves the block as it was
+          }
+          break;
+        }
+        drop(i);
+        const std::size_t keep = old.size < n ? old.size : n;
+        verify({static_cast<unsigned char*>(p), keep, old.tag});
+        adopt(p, n, false, keep, old.tag);
+        break;
+      }
+      case OpKind::Free:
+        if (!live_.empty()) {
+          const std::size_t i = op.pick % live_.size();
+          verify(live_[i]);
+          os_free(live_[i].ptr);
+          drop(i);
+        }
+        break;
+      case OpKind::ReallocFreed:
+        // Without a model the harness cannot tell a freed block whose header
+        // still stands; it checks the NULL corner cases instead.
+        os_free(nullptr);
+        if (os_realloc(nullptr, 0) != nullptr) finding("os_realloc(NULL, 0) is not NULL", step_);
+        break;
+      case OpKind::FailNextExtend:
+        if (os_heap_check() != 0) finding("os_heap_check() found violations", step_);
+        break;
+      case OpKind::FailNextMap: {
+        struct os_heap_stats stats {};
+        os_heap_stats(&stats);
+        std::size_t mapped = 0;
+        for (const Block& b : live_)
+          mapped += ((b.size + 7) & ~std::size_t{7}) + 32 >= 131072 ? 1 : 0;
+        // Every block of 128 KiB or more is mapped; smaller ones may be too
+        // (calloc, the mmap fallback), so this is a lower bound.
+        if (stats.mapped_blocks < mapped) finding("os_heap_stats() lost a mapping", step_);
+        break;
+      }
+      case OpKind::ForeignExtend:
+        if (g_foreign_left > 0) {
+          --g_foreign_left;
+          if (sbrk(static_cast<intptr_t>(1 + op.delta % 64)) == reinterpret_cast<void*>(-1)) {
+            ++g_foreign_left;
+          }
+        }
+        break;
+    }
+  }
+
+  std::uint8_t next_tag() {
+    tag_ = static_cast<std::uint8_t>(tag_ + 1);
+    return tag_;
+  }
+
+  std::vector<Block> live_;
+  std::map<std::uintptr_t, std::size_t> extents_;
+  std::size_t step_ = 0;
+  std::uint8_t tag_ = 0;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // The full checker on entry to and exit from every os_* call; the heap is
+  // emptied after each input, so it stays cheap.
+  setenv("OSMEM_CHECK", "full", 1);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  FuzzedDataProvider in(data, size);
+  Harness h;
+  h.run(in);
+  return 0;
+}

@@ -1,0 +1,31 @@
+// Fuzz target `faults`: the ops stream plus the system's failures, all
+// decided by the input: the next sbrk fails, the next mmap fails, another
+// component moves the break (by any amount, aligned or not). The fake
+// source also refuses sbrk past 8 MiB and mmap past 16 MiB or 64 live
+// mappings, so inputs run into those limits on their own.
+//
+// The contract says what each failure must give (NULL with ENOMEM, the mmap
+// fallback, a new heap segment, the prealloc retried later); the model
+// predicts it exactly, so Lockstep's per-step checks cover it: same result,
+// same calls, errno, and no live block loses a byte. Same checking cadence
+// as `ops` (see ops.cpp for why every step).
+#include <cstddef>
+#include <cstdint>
+
+#include "lockstep_driver.hpp"
+
+namespace {
+constexpr unsigned kFullEvery = 1;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace osmem::fuzz;
+  FuzzedDataProvider in(data, size);
+  with_lockstep("faults", kFullEvery, [&](osmem::model::Lockstep& ls) {
+    LockstepDriver driver(ls);
+    driver.run(in, kFaultKinds);
+    ls.verify_all();
+    ls.free_all();
+  });
+  return 0;
+}

@@ -1,0 +1,37 @@
+// Fuzz target `ops`: an operation stream (malloc, calloc, realloc, free,
+// realloc of a freed block) on a fresh engine over the fake memory source,
+// in lockstep with the reference model.
+//
+// Checked after every operation (model::Lockstep): the returned address and
+// the exact sbrk/mmap/munmap calls match the model, errno, alignment, no
+// overlap with any live block, the touched block's contents (realloc kept
+// the prefix, calloc memory is zero). Every kFullEvery operations, and once
+// more at the end of the input: the full heap checker and the engine's
+// block list against the model's. At the end every live block's contents
+// are verified and everything is freed, step by step.
+//
+// Why kFullEvery = 1: inputs are at most kMaxSteps operations, so the heap
+// stays at a few hundred blocks and the full check costs less than the fill
+// patterns; measured with ci/fuzz, every-step checking lost under 10% of
+// executions per second against every 8th step. Catching a broken invariant
+// at the step that broke it gives the shortest reproducer.
+#include <cstddef>
+#include <cstdint>
+
+#include "lockstep_driver.hpp"
+
+namespace {
+constexpr unsigned kFullEvery = 1;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace osmem::fuzz;
+  FuzzedDataProvider in(data, size);
+  with_lockstep("ops", kFullEvery, [&](osmem::model::Lockstep& ls) {
+    LockstepDriver driver(ls);
+    driver.run(in, kPlainKinds);
+    ls.verify_all();
+    ls.free_all();
+  });
+  return 0;
+}
