@@ -304,6 +304,81 @@ RC_GTEST_PROP(Contract, ReallocNeverLosesAPrefixByte, ()) {
   });
 }
 
+// Rule 8: bytes another component took with sbrk are never part of a
+// block, and blocks never merge or grow across them. Random programs rarely
+// end a segment with an ALLOC block (the free tail is almost always split),
+// so one of the steps here takes exactly what is left of the free tail;
+// after a foreign sbrk the next segment then starts right behind an ALLOC
+// block, which is where a merge or an absorb could wrongly cross the gap.
+struct SegmentStep {
+  int op;             // 0 malloc, 1 take the rest of the free tail, 2 foreign sbrk,
+                      // 3 free, 4 realloc grow, 5 realloc shrink
+  std::size_t n;      // a size, or the foreign delta
+  std::size_t which;  // picks a live block
+};
+
+[[maybe_unused]] void showValue(const SegmentStep& st, std::ostream& os) {
+  static const char* const kOp[] = {"malloc",          "malloc(rest of free tail - n)",
+                                    "foreign sbrk",    "free",
+                                    "realloc grow by", "realloc shrink by"};
+  os << kOp[st.op] << " " << st.n << " (block " << st.which << ")";
+}
+
+RC_GTEST_PROP(Contract, BlocksNeverCrossAForeignSbrk, ()) {
+  const auto steps = *rc::gen::container<std::vector<SegmentStep>>(rc::gen::build<SegmentStep>(
+      rc::gen::set(&SegmentStep::op,
+                   rc::gen::weightedElement<int>({{3, 0}, {3, 1}, {3, 2}, {2, 3}, {3, 4}, {1, 5}})),
+      rc::gen::set(&SegmentStep::n, rc::gen::oneOf(rc::gen::inRange<std::size_t>(0, 48),
+                                                   small_heap_size(), request_size())),
+      rc::gen::set(&SegmentStep::which, rc::gen::inRange<std::size_t>(0, 1024))));
+  Harness h;
+  model::Lockstep& ls = h.ls;
+  std::vector<std::pair<std::size_t, std::size_t>> foreign;  // [from, to) offsets
+  guarded([&] {
+    for (const SegmentStep& st : steps) {
+      const std::size_t live = ls.live().size();
+      switch (st.op) {
+        case 0:
+          ls.malloc(std::max<std::size_t>(st.n, 1));
+          break;
+        case 1: {
+          const BlockMeta* tail = ls.engine().blocks().tail();
+          if (tail == nullptr || tail->status != Status::Free) break;
+          // Leaves less than 40 bytes, so the whole tail is taken.
+          const std::size_t cut = st.n % kMinSplitRemainder;
+          if (tail->size > cut) ls.malloc(tail->size - cut);
+          break;
+        }
+        case 2: {
+          const std::size_t delta = 1 + st.n % 4100;
+          const std::size_t from = ls.source().break_offset();
+          if (ls.foreign_extend(delta)) foreign.emplace_back(from, from + delta);
+          break;
+        }
+        case 3:
+          if (live > 0) ls.free(st.which % live);
+          break;
+        case 4:
+          if (live > 0) {
+            ls.realloc(st.which % live, ls.live()[st.which % live].requested + 1 + st.n % 4096);
+          }
+          break;
+        default:
+          if (live > 0 && ls.live()[st.which % live].requested > 1) {
+            const std::size_t r = ls.live()[st.which % live].requested;
+            ls.realloc(st.which % live, r - 1 - st.n % (r - 1));
+          }
+          break;
+      }
+      for (const Seen& b : heap_blocks(ls)) {
+        for (const auto& [from, to] : foreign) {
+          RC_ASSERT(b.offset + kHeaderSize + b.size <= from || b.offset >= to);
+        }
+      }
+    }
+  });
+}
+
 // Rules 10 and 11: after everything is freed, in any order, no two touching
 // heap blocks are both FREE, nothing is mapped, and the blocks account for
 // every byte of the heap span. Without foreign sbrk that is one FREE block
