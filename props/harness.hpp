@@ -13,16 +13,22 @@
 
 namespace osmem::props {
 
-// A fatal error the engine reported. The properties only make valid calls,
-// so any of these is a finding.
+// A fatal error the engine reported. Most properties only make valid calls,
+// so for them any of these is a finding; the bad-input properties expect
+// one of a given kind.
 struct EngineError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  ErrorKind kind;
+  const void* address;
+  EngineError(ErrorKind k, const char* operation, const void* a)
+      : std::runtime_error(std::string(operation) + " reported " + error_name(k) + " at " +
+                           std::to_string(reinterpret_cast<std::uintptr_t>(a))),
+        kind(k),
+        address(a) {}
 };
 
 [[noreturn]] inline void throwing_handler(ErrorKind kind, const char* operation,
                                           const void* address) {
-  throw EngineError(std::string(operation) + " reported " + error_name(kind) + " at " +
-                    std::to_string(reinterpret_cast<std::uintptr_t>(address)));
+  throw EngineError(kind, operation, address);
 }
 
 // A fresh engine and model per test case; the default handler would abort
