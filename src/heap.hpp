@@ -22,6 +22,7 @@
 #include "block_list.hpp"
 #include "canary.hpp"
 #include "free_index.hpp"
+#include "free_tree.hpp"
 #include "invariant.hpp"
 #include "mapped.hpp"
 #include "memory_source.hpp"
@@ -35,13 +36,15 @@ struct DefaultConfig {
   static constexpr std::size_t kHeapPrealloc = std::size_t{128} << 10;
   // A foreign sbrk between two of ours costs one restart of the search.
   static constexpr int kMaxForeignRestarts = 8;
-  using FreeIndex = LinearFreeIndex;
+  using FreeIndex = FreeTree;
 };
 
 template <MemorySource Source, class Config = DefaultConfig>
 class Heap {
  public:
-  Heap(Source& source, std::uint64_t cookie) : source_(source), sealer_(cookie) {}
+  Heap(Source& source, std::uint64_t cookie) : source_(source), sealer_(cookie) {
+    index_.bind(&handler_, &operation_);
+  }
   Heap(const Heap&) = delete;
   Heap& operator=(const Heap&) = delete;
 
@@ -321,6 +324,12 @@ class Heap {
   // and the caller puts them to use. Otherwise someone else moved the break
   // (or this is the first call): the bytes become a segment of their own.
   Growth extend_heap(std::size_t delta) {
+    // The index addresses blocks relative to the first one; past its span
+    // the heap stops growing and requests fall back to mmap.
+    if (heap_lo_ != nullptr &&
+        delta > Config::FreeIndex::kMaxSpan - static_cast<std::size_t>(heap_hi_ - heap_lo_)) {
+      return Growth::Failed;
+    }
     ++sbrk_calls_;
     void* r = source_.extend(static_cast<std::intptr_t>(delta));
     if (r == nullptr) return Growth::Failed;
@@ -356,6 +365,7 @@ class Heap {
                                              ~std::uintptr_t{kAlignment - 1});
     if (heap_lo_ == nullptr) heap_lo_ = start;
     if (end <= start || static_cast<std::size_t>(end - start) < kMinSplitRemainder) return;
+    if (static_cast<std::size_t>(end - heap_lo_) > Config::FreeIndex::kMaxSpan) return;
     BlockMeta* b = BlockMeta::at(start);
     b->size = static_cast<std::size_t>(end - start) - kHeaderSize;
     b->status = Status::Free;

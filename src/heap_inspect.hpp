@@ -74,6 +74,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       add(Invariant::IndexMismatch, nullptr);
     }
   }
+  index_.check(sealer_, readable, add);
 
   // The mapping tree: in-order keys, heap-ordered priorities.
   struct Frame {
