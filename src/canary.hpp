@@ -28,11 +28,15 @@ class Sealer {
   constexpr explicit Sealer(std::uint64_t cookie = 0) : cookie_(cookie) {}
 
   std::uint32_t compute(const BlockMeta* b) const {
-    std::uint64_t h = mix64(cookie_ ^ b->address());
-    h = mix64(h ^ b->size);
-    h = mix64(h ^ static_cast<std::uint64_t>(static_cast<std::uint32_t>(b->status)) ^
-              reinterpret_cast<std::uintptr_t>(b->prev));
-    h = mix64(h ^ reinterpret_cast<std::uintptr_t>(b->next));
+    // Two rounds, each a full-avalanche mix: the first binds the secret to
+    // the header's address and size, the second folds in status and links
+    // (status fits in the low bits a link, being 8-aligned, leaves zero).
+    // It catches any accidental change and any forgery made without the
+    // cookie; it is a checksum, not a MAC against someone who can read it.
+    std::uint64_t h = mix64(cookie_ ^ b->address() ^ (b->size * 0x9e3779b97f4a7c15ULL));
+    h = mix64(h ^
+              (reinterpret_cast<std::uintptr_t>(b->prev) | static_cast<std::uint32_t>(b->status)) ^
+              (reinterpret_cast<std::uintptr_t>(b->next) * 0xc2b2ae3d27d4eb4fULL));
     return static_cast<std::uint32_t>(h ^ (h >> 32));
   }
   void seal(BlockMeta* b) const { b->canary = compute(b); }
