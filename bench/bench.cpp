@@ -48,7 +48,7 @@ struct Glibc {
   void* calloc(std::size_t a, std::size_t b) { return std::calloc(a, b); }
   void* realloc(void* p, std::size_t n) { return std::realloc(p, n); }
   void free(void* p) { std::free(p); }
-  bool visits(std::size_t*, std::size_t*) { return false; }
+  bool stats(struct os_heap_stats*) { return false; }
 };
 
 struct Osmem {
@@ -56,13 +56,7 @@ struct Osmem {
   void* calloc(std::size_t a, std::size_t b) { return os_calloc(a, b); }
   void* realloc(void* p, std::size_t n) { return os_realloc(p, n); }
   void free(void* p) { os_free(p); }
-  bool visits(std::size_t* mean_x100, std::size_t* max) {
-    struct os_heap_stats st;
-    os_heap_stats(&st);
-    *mean_x100 = st.searches == 0 ? 0 : st.search_visits * 100 / st.searches;
-    *max = st.search_visits_max;
-    return true;
-  }
+  bool stats(struct os_heap_stats* out) { return os_heap_stats(out) == 0; }
 };
 
 // The seed's algorithm on real memory: the same engine with the linear
@@ -77,7 +71,7 @@ struct LinearEngine {
   void* calloc(std::size_t a, std::size_t b) { return heap.calloc(a, b); }
   void* realloc(void* p, std::size_t n) { return heap.realloc(p, n); }
   void free(void* p) { heap.free(p); }
-  bool visits(std::size_t*, std::size_t*) { return false; }
+  bool stats(struct os_heap_stats*) { return false; }
 };
 
 // The reference model: plain vectors and a linear scan over simulated
@@ -94,7 +88,7 @@ struct Model {
     model.free(addrs[reinterpret_cast<std::size_t>(p) - 1]);
     model.clear_calls();
   }
-  bool visits(std::size_t*, std::size_t*) { return false; }
+  bool stats(struct os_heap_stats*) { return false; }
 };
 
 template <class A>
@@ -105,8 +99,10 @@ constexpr bool kTouches = !std::is_same_v<A, Model>;
 struct Result {
   double ns_per_op = 0;
   std::size_t ops = 0;
-  std::size_t visits_mean_x100 = 0;
+  double visits_mean = 0;  // per best-fit search
   std::size_t visits_max = 0;
+  double index_mean = 0;  // per index operation (search, insert, remove)
+  std::size_t index_max = 0;
   bool has_visits = false;
   bool ok = false;
 };
@@ -164,37 +160,29 @@ Result run_scaling(const Stream& s, std::size_t pairs) {
     live[i] = a.malloc(s.initial[i]);
     if constexpr (kTouches<A>) *static_cast<char*>(live[i]) = 1;
   }
+  struct os_heap_stats before = {}, after = {};
   Result r;
-  if (a.visits(&r.visits_mean_x100, &r.visits_max)) {
-    // Count only the steady stream's searches.
-    struct os_heap_stats before;
-    os_heap_stats(&before);
-    const auto t0 = Clock::now();
-    for (std::size_t i = 0; i < pairs; ++i) {
-      auto [victim, size] = s.pairs[i];
-      a.free(live[victim]);
-      live[victim] = a.malloc(size);
-      if constexpr (kTouches<A>) *static_cast<char*>(live[victim]) = 1;
-    }
-    r.ns_per_op = ns_since(t0, 2 * pairs);
-    struct os_heap_stats after;
-    os_heap_stats(&after);
-    const std::size_t searches = after.searches - before.searches;
-    r.visits_mean_x100 =
-        searches == 0 ? 0 : (after.search_visits - before.search_visits) * 100 / searches;
-    r.visits_max = after.search_visits_max;
-    r.has_visits = true;
-  } else {
-    const auto t0 = Clock::now();
-    for (std::size_t i = 0; i < pairs; ++i) {
-      auto [victim, size] = s.pairs[i];
-      a.free(live[victim]);
-      live[victim] = a.malloc(size);
-      if constexpr (kTouches<A>) *static_cast<char*>(live[victim]) = 1;
-    }
-    r.ns_per_op = ns_since(t0, 2 * pairs);
+  r.has_visits = a.stats(&before);  // count only the steady stream's work
+  const auto t0 = Clock::now();
+  for (std::size_t i = 0; i < pairs; ++i) {
+    auto [victim, size] = s.pairs[i];
+    a.free(live[victim]);
+    live[victim] = a.malloc(size);
+    if constexpr (kTouches<A>) *static_cast<char*>(live[victim]) = 1;
   }
+  r.ns_per_op = ns_since(t0, 2 * pairs);
   r.ops = 2 * pairs;
+  if (r.has_visits) {
+    a.stats(&after);
+    const std::size_t searches = after.searches - before.searches;
+    const std::size_t walks = after.index_operations - before.index_operations;
+    r.visits_mean =
+        searches == 0 ? 0 : double(after.search_visits - before.search_visits) / double(searches);
+    r.visits_max = after.search_visits_max;
+    r.index_mean =
+        walks == 0 ? 0 : double(after.index_visits - before.index_visits) / double(walks);
+    r.index_max = after.index_visits_max;
+  }
   return r;
 }
 
@@ -327,14 +315,17 @@ int main(int argc, char** argv) {
   std::printf("1. Scaling: N live blocks of 8..4096 bytes, then %zu random free+malloc pairs\n",
               pairs);
   std::printf(
-      "   (ns per operation; x = slowdown against N = 1000; visits = blocks the best-fit\n"
-      "   search inspects per malloc; linear = the same engine with the seed's list scan;\n"
+      "   (ns per operation; x = slowdown against N = 1000; search = blocks a best-fit\n"
+      "   search inspects, mean and max; index = blocks any index operation (search,\n"
+      "   insert, remove) inspects; linear = the same engine with the seed's list scan;\n"
       "   model = the reference model; speedup = model ns / osmem ns)\n\n");
-  std::printf("%9s | %9s %6s | %9s %6s | %8s %6s | %10s | %10s %9s\n", "N", "osmem", "x", "glibc",
-              "x", "visits", "max", "linear", "model", "speedup");
+  std::printf("%9s | %9s %6s | %9s %6s | %6s %4s | %6s %4s | %10s | %10s %8s\n", "N", "osmem", "x",
+              "glibc", "x", "search", "max", "index", "max", "linear", "model", "speedup");
   FILE* csv = csv_path != nullptr ? std::fopen(csv_path, "w") : nullptr;
   if (csv != nullptr) {
-    std::fprintf(csv, "n,osmem_ns,glibc_ns,visits_mean,visits_max,linear_ns,model_ns\n");
+    std::fprintf(
+        csv,
+        "n,osmem_ns,glibc_ns,visits_mean,visits_max,linear_ns,model_ns,index_mean,index_max\n");
   }
   double osmem_base = 0, glibc_base = 0;
   for (std::size_t n = 1000; n <= max_n; n *= 10) {
@@ -357,18 +348,18 @@ int main(int argc, char** argv) {
       osmem_base = o.ns_per_op;
       glibc_base = g.ns_per_op;
     }
-    std::printf("%9zu | %9s %6s | %9s %6s | %8s %6zu | %10s | %10s %9s\n", n,
+    std::printf("%9zu | %9s %6s | %9s %6s | %6s %4zu | %6s %4zu | %10s | %10s %8s\n", n,
                 fmt(o.ns_per_op).c_str(), fmt(o.ns_per_op / osmem_base, 2).c_str(),
                 fmt(g.ns_per_op).c_str(), fmt(g.ns_per_op / glibc_base, 2).c_str(),
-                fmt(double(o.visits_mean_x100) / 100, 2).c_str(), o.visits_max,
-                l.ok ? fmt(l.ns_per_op).c_str() : "-", m.ok ? fmt(m.ns_per_op).c_str() : "-",
+                fmt(o.visits_mean, 2).c_str(), o.visits_max, fmt(o.index_mean, 2).c_str(),
+                o.index_max, l.ok ? fmt(l.ns_per_op).c_str() : "-",
+                m.ok ? fmt(m.ns_per_op).c_str() : "-",
                 m.ok ? (fmt(m.ns_per_op / o.ns_per_op, 0) + "x").c_str() : "-");
     std::fflush(stdout);
     if (csv != nullptr) {
-      std::fprintf(csv, "%zu,%.2f,%.2f,%.2f,%zu,%s,%s\n", n, o.ns_per_op, g.ns_per_op,
-                   double(o.visits_mean_x100) / 100, o.visits_max,
-                   l.ok ? fmt(l.ns_per_op, 2).c_str() : "",
-                   m.ok ? fmt(m.ns_per_op, 2).c_str() : "");
+      std::fprintf(csv, "%zu,%.2f,%.2f,%.2f,%zu,%s,%s,%.2f,%zu\n", n, o.ns_per_op, g.ns_per_op,
+                   o.visits_mean, o.visits_max, l.ok ? fmt(l.ns_per_op, 2).c_str() : "",
+                   m.ok ? fmt(m.ns_per_op, 2).c_str() : "", o.index_mean, o.index_max);
     }
   }
   if (csv != nullptr) std::fclose(csv);

@@ -61,8 +61,12 @@ class LinearFreeIndex {
       }
     }
     stats.add(visits);
+    walks_.add(visits);
     return best;
   }
+
+  // Blocks visited by every operation: only searches walk.
+  const SearchStats& walks() const { return walks_; }
 
   std::size_t count() const { return count_; }
   std::size_t bytes() const { return bytes_; }
@@ -70,6 +74,7 @@ class LinearFreeIndex {
  private:
   std::size_t count_ = 0;
   std::size_t bytes_ = 0;
+  mutable SearchStats walks_;
 };
 
 }  // namespace osmem

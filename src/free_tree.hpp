@@ -107,6 +107,7 @@ class FreeTree {
     *link = encode(x);
     ++count_;
     bytes_ += x->size;
+    walks_.add(static_cast<std::size_t>(depth));
   }
 
   void remove(const Sealer& sealer, BlockMeta* x) {
@@ -141,6 +142,7 @@ class FreeTree {
     if (roots_[c] == 0) bits_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
     --count_;
     bytes_ -= x->size;
+    walks_.add(static_cast<std::size_t>(depth));
   }
 
   BlockMeta* find(const Sealer& sealer, const BlockList&, std::size_t need,
@@ -163,12 +165,15 @@ class FreeTree {
       for (std::uint32_t v = roots_[c]; v != 0; v = *left(best)) best = visit(v, depth);
     }
     stats.add(static_cast<std::size_t>(depth));
+    walks_.add(static_cast<std::size_t>(depth));
     if (best != nullptr && !sealer.intact(best)) fail(best);
     return best;
   }
 
   std::size_t count() const { return count_; }
   std::size_t bytes() const { return bytes_; }
+  // Nodes visited by every operation (find, insert, remove).
+  const SearchStats& walks() const { return walks_; }
 
   // The index's own invariants, for the heap checker. `readable(b)` says
   // whether a header address lies in memory the heap owns.
@@ -272,6 +277,7 @@ class FreeTree {
   std::uintptr_t top_ = 0;   // highest header address ever indexed
   std::size_t count_ = 0;
   std::size_t bytes_ = 0;
+  mutable SearchStats walks_;
   const ErrorHandler* handler_ = nullptr;
   const char* const* operation_ = nullptr;
 };

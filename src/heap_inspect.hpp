@@ -161,6 +161,9 @@ void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
   out->searches = search_.searches;
   out->search_visits = search_.visits;
   out->search_visits_max = search_.max_visits;
+  out->index_operations = index_.walks().searches;
+  out->index_visits = index_.walks().visits;
+  out->index_visits_max = index_.walks().max_visits;
 }
 
 namespace detail {

@@ -44,6 +44,9 @@ struct os_heap_stats {
   size_t searches;          /* best-fit searches made */
   size_t search_visits;     /* blocks inspected by those searches */
   size_t search_visits_max; /* most blocks inspected by one search */
+  size_t index_operations;  /* searches, insertions and removals in the free index */
+  size_t index_visits;      /* blocks those operations inspected */
+  size_t index_visits_max;  /* most blocks inspected by one of them */
 };
 
 /* Fills *out; returns 0, or -1 when out is NULL. */
