@@ -72,6 +72,10 @@ TEST(FreeTree, SearchVisitsGrowLogarithmically) {
   const double log2n = std::log2(double(before.free_blocks));
   EXPECT_LE(mean, 3 * log2n) << "mean visits per search";
   EXPECT_LE(double(after.search_visits_max), 6 * log2n) << "max visits per search";
+  // Insertions and removals walk the same trees: bounded the same way.
+  const double walks = double(after.index_operations - before.index_operations);
+  EXPECT_LE(double(after.index_visits - before.index_visits) / walks, 3 * log2n);
+  EXPECT_LE(double(after.index_visits_max), 6 * log2n) << "max visits per index operation";
   Violation v[4];
   EXPECT_EQ(heap.check(v, 4), 0u);
 }
