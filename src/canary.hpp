@@ -7,6 +7,7 @@
 // must be followed by seal(); the checker verifies intact() for all blocks.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 
 #include "block.hpp"
@@ -29,16 +30,19 @@ class Sealer {
 
   std::uint32_t compute(const BlockMeta* b) const {
     // Two rounds, each a full-avalanche mix: the first binds the secret to
-    // the header's address and size, the second folds in status and links
-    // (status fits in the low bits a link, being 8-aligned, leaves zero).
-    // It catches any accidental change and any forgery made without the
-    // cookie; it is a checksum, not a MAC against someone who can read it.
+    // the header's address and size, the second folds in status and links,
+    // each through a bijection (odd multipliers), so a change to any one
+    // field always changes the input of the final mix. It catches accidental
+    // damage and blind forgery (the cookie is secret); it is a checksum, not
+    // a MAC against someone who can read headers and the cookie.
     std::uint64_t h = mix64(cookie_ ^ b->address() ^ (b->size * 0x9e3779b97f4a7c15ULL));
-    h = mix64(h ^
-              (reinterpret_cast<std::uintptr_t>(b->prev) | static_cast<std::uint32_t>(b->status)) ^
-              (reinterpret_cast<std::uintptr_t>(b->next) * 0xc2b2ae3d27d4eb4fULL));
+    const auto status = static_cast<std::uint64_t>(static_cast<std::uint32_t>(b->status));
+    h = mix64(h ^ (status << 32) ^
+              (reinterpret_cast<std::uintptr_t>(b->prev) * 0xc2b2ae3d27d4eb4fULL) ^
+              std::rotl(reinterpret_cast<std::uintptr_t>(b->next) * 0x165667b19e3779f9ULL, 29));
     return static_cast<std::uint32_t>(h ^ (h >> 32));
   }
+
   void seal(BlockMeta* b) const { b->canary = compute(b); }
   bool intact(const BlockMeta* b) const { return b->canary == compute(b); }
 
