@@ -5,13 +5,16 @@
 // allocator starts from a fresh process heap and none of them moves the
 // program break under another. The parent never allocates with os_*.
 //
-//   osmem_bench [--quick] [--csv FILE] [--max-n N]
+//   osmem_bench [--quick] [--csv FILE] [--max-n N] [--reps K]
+//
+// Scaling rows are the median of K runs (default 3) of each allocator.
 //
 // Tables go to stdout; --csv also writes the scaling rows as CSV (the input
 // of docs/scaling.gnuplot).
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -126,6 +129,17 @@ Result in_child(Fn&& fn) {
   int status = 0;
   waitpid(pid, &status, 0);
   return r;
+}
+
+// The run with the median time of `reps` runs: one slow run (another
+// process woke up) does not decide a row.
+template <class Fn>
+Result median_of(int reps, Fn&& fn) {
+  std::vector<Result> runs;
+  for (int i = 0; i < reps; ++i) runs.push_back(in_child(fn));
+  std::sort(runs.begin(), runs.end(),
+            [](const Result& a, const Result& b) { return a.ns_per_op < b.ns_per_op; });
+  return runs[runs.size() / 2];
 }
 
 double ns_since(Clock::time_point t0, std::size_t ops) {
@@ -301,13 +315,18 @@ int main(int argc, char** argv) {
   bool quick = false;
   const char* csv_path = nullptr;
   std::size_t max_n = 1000000;
+  int reps = 3;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     if (std::strcmp(argv[i], "--csv") == 0 && i + 1 < argc) csv_path = argv[++i];
+    if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--max-n") == 0 && i + 1 < argc)
       max_n = std::strtoull(argv[++i], nullptr, 10);
   }
-  if (quick) max_n = std::min<std::size_t>(max_n, 10000);
+  if (quick) {
+    max_n = std::min<std::size_t>(max_n, 10000);
+    reps = 1;
+  }
   const std::size_t pairs = quick ? 20000 : 500000;
   // The linear algorithms cost O(N) per operation: give them a budget.
   const double linear_budget = quick ? 2e7 : 2e9;
@@ -330,8 +349,8 @@ int main(int argc, char** argv) {
   double osmem_base = 0, glibc_base = 0;
   for (std::size_t n = 1000; n <= max_n; n *= 10) {
     const Stream s = make_stream(n, pairs, n);
-    const Result o = in_child([&] { return run_scaling<Osmem>(s, pairs); });
-    const Result g = in_child([&] { return run_scaling<Glibc>(s, pairs); });
+    const Result o = median_of(reps, [&] { return run_scaling<Osmem>(s, pairs); });
+    const Result g = median_of(reps, [&] { return run_scaling<Glibc>(s, pairs); });
     // Filling the heap alone costs them about N^2/2 block visits.
     const double fill = double(n) * double(n) / 2;
     const std::size_t linear_pairs =
@@ -373,12 +392,12 @@ int main(int argc, char** argv) {
   };
   const std::size_t mixed_ops = quick ? 50000 : 2000000;
   row("mixed malloc/calloc/realloc/free, 10k live",
-      in_child([&] { return run_mixed<Osmem>(10000, mixed_ops, 7); }),
-      in_child([&] { return run_mixed<Glibc>(10000, mixed_ops, 7); }));
+      median_of(reps, [&] { return run_mixed<Osmem>(10000, mixed_ops, 7); }),
+      median_of(reps, [&] { return run_mixed<Glibc>(10000, mixed_ops, 7); }));
   const std::size_t buffers = quick ? 16 : 256;
   row("realloc growth to 100 KiB, interleaved",
-      in_child([&] { return run_realloc_growth<Osmem>(buffers, 8); }),
-      in_child([&] { return run_realloc_growth<Glibc>(buffers, 8); }));
+      median_of(reps, [&] { return run_realloc_growth<Osmem>(buffers, 8); }),
+      median_of(reps, [&] { return run_realloc_growth<Glibc>(buffers, 8); }));
   const std::size_t calloc_ops = quick ? 50000 : 1000000;
   row("calloc + free, 10k live", in_child([&] { return run_calloc<Osmem>(10000, calloc_ops, 9); }),
       in_child([&] { return run_calloc<Glibc>(10000, calloc_ops, 9); }));
