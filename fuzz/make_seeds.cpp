@@ -146,10 +146,11 @@ std::vector<Scenario> plain_scenarios() {
       // Rules 5 and 6c: the prealloc, used whole, then appending.
       {"r05_prealloc_whole", {malloc_(131008), malloc_(16), malloc_(24), free_(1), malloc_(8)}},
       {"r05_prealloc_split", {malloc_(16), malloc_(130960), malloc_(8)}},
-      // Rule 6a: best fit, ties to the lowest address.
+      // Rule 6a: best fit, ties to the lowest address (56 in three blocks of
+      // 64: no exact fit to stop the search early, no split).
       {"r06a_best_fit_tie",
        {malloc_(64), malloc_(16), malloc_(64), malloc_(16), malloc_(64), malloc_(16), free_(0),
-        free_(1), free_(2), malloc_(64), malloc_(64), malloc_(64)}},
+        free_(1), free_(2), malloc_(56), malloc_(56), malloc_(56)}},
       {"r06a_best_fit_smallest",
        {malloc_(96), malloc_(16), malloc_(56), malloc_(16), malloc_(72), malloc_(16), free_(0),
         free_(1), free_(2), malloc_(50), malloc_(70), malloc_(90)}},
