@@ -11,10 +11,11 @@
 // are verified and everything is freed, step by step.
 //
 // Why kFullEvery = 1: inputs are at most kMaxSteps operations, so the heap
-// stays at a few hundred blocks and the full check costs less than the fill
-// patterns; measured with ci/fuzz, every-step checking lost under 10% of
-// executions per second against every 8th step. Catching a broken invariant
-// at the step that broke it gives the shortest reproducer.
+// stays at a few hundred blocks. Profiled with perf while replaying a
+// 260-input corpus, the checker and the block-list comparison stayed under
+// 1% each; Lockstep's fill and verify loops over the payloads took most of
+// the time. Catching a broken invariant at the step that broke it gives the
+// shortest reproducer, so every step it is.
 #include <cstddef>
 #include <cstdint>
 
