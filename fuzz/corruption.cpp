@@ -77,11 +77,6 @@ void expect_error(const Lockstep& ls, const std::string& what, std::optional<Err
 
 alignas(8) std::byte g_outside[96];
 
-bool probe_null_header() {
-  static const bool on = std::getenv("OSMEM_FUZZ_PROBE_NULL_HEADER") != nullptr;
-  return on;
-}
-
 void probe(Lockstep& ls, const osmem::fuzz::LockstepDriver& driver, const BadCall& bad) {
   auto& engine = ls.engine();
   const auto& live = ls.live();
@@ -116,14 +111,9 @@ void probe(Lockstep& ls, const osmem::fuzz::LockstepDriver& driver, const BadCal
     }
     case BadPointer::Outside:
       if ((bad.arg & 0x40) != 0) {
-        // Up to the header size: rejected before any header is read. The
-        // pointer 32 itself (header at address 0) is only probed when
-        // OSMEM_FUZZ_PROBE_NULL_HEADER is set (the regression replay does):
-        // the engine computes that header by pointer arithmetic that yields
-        // null, which UBSan reports, and every run would stop there until
-        // the engine is fixed. See "Known findings" in docs/fuzzing.md.
+        // Up to the header size (32 included: its header would be at
+        // address 0): rejected before any header is computed or read.
         const std::uintptr_t tiny = std::uintptr_t{8} * (1 + (bad.arg & 3));
-        if (tiny == osmem::kHeaderSize && !probe_null_header()) return;
         hand(reinterpret_cast<void*>(tiny), "a tiny pointer", ErrorKind::InvalidPointer);
       } else {
         hand(g_outside + 32 + 8 * (bad.arg & 7), "a pointer outside the heap",

@@ -159,7 +159,7 @@ class Heap {
   BlockMeta* validate(void* p) const {
     const auto a = reinterpret_cast<std::uintptr_t>(p);
     if (!is_aligned8(a)) fail(ErrorKind::MisalignedPointer, p);
-    if (a < kHeaderSize) fail(ErrorKind::InvalidPointer, p);
+    if (a <= kHeaderSize) fail(ErrorKind::InvalidPointer, p);  // no header at or below 0
     auto* header = static_cast<std::byte*>(p) - kHeaderSize;
     if (in_heap(header, kHeaderSize)) {
       BlockMeta* b = BlockMeta::at(header);
