@@ -25,6 +25,7 @@
 
 #include "heap.hpp"
 #include "model/model.hpp"
+#include "model/rng.hpp"
 #include "os_source.hpp"
 #include "osmem/osmem.h"
 
@@ -32,17 +33,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Rng {
-  std::uint64_t x;
-  std::uint64_t next() {
-    x += 0x9e3779b97f4a7c15ULL;
-    std::uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::uint32_t below(std::uint64_t n) { return static_cast<std::uint32_t>(next() % n); }
-};
+using osmem::model::Rng;
 
 // ---- allocators under test ------------------------------------------------------
 

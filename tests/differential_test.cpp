@@ -11,6 +11,7 @@
 #include <string>
 
 #include "model/lockstep.hpp"
+#include "model/rng.hpp"
 
 namespace osmem {
 namespace {
@@ -22,17 +23,7 @@ std::size_t ops_per_seed() {
   return 200000;
 }
 
-struct Rng {
-  std::uint64_t x;
-  std::uint64_t next() {
-    x += 0x9e3779b97f4a7c15ULL;
-    std::uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-};
+using model::Rng;
 
 // Mostly small blocks, some around every threshold, a few large ones.
 std::size_t draw_size(Rng& r) {
