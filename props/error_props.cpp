@@ -124,6 +124,11 @@ RC_GTEST_PROP(BadInput, IsReportedWithItsKindBeforeAnythingChanges, ()) {
   std::byte* bad = nullptr;     // the pointer handed to os_free/os_realloc
   const void* where = nullptr;  // the address the report must name
   ErrorKind want = ErrorKind::InvalidPointer;
+  // A FREE neighbour is also a node of the free index. The index may meet
+  // the corrupted header first (while removing another node it reads the
+  // neighbour's size to steer) and then stops with HeapInconsistent at
+  // whichever node the walk reached, not necessarily the neighbour.
+  bool free_neighbour = false;
   bool heap_intact = true;  // nothing corrupted: the heap must be unchanged
   bool use_realloc = by_realloc;
   switch (m) {
@@ -182,7 +187,9 @@ RC_GTEST_PROP(BadInput, IsReportedWithItsKindBeforeAnythingChanges, ()) {
       break;
     case Misuse::OverflowedNext: {
       bad = pick(with_next);
-      std::byte* next = BlockMeta::from_payload(bad)->next->payload();
+      BlockMeta* nb = BlockMeta::from_payload(bad)->next;
+      free_neighbour = nb->status == Status::Free;
+      std::byte* next = nb->payload();
       flip_header_byte(next);
       where = next;
       want = ErrorKind::HeaderCorrupted;
@@ -192,7 +199,9 @@ RC_GTEST_PROP(BadInput, IsReportedWithItsKindBeforeAnythingChanges, ()) {
     }
     case Misuse::OverflowedPrev: {
       bad = pick(with_prev);
-      std::byte* prev = BlockMeta::from_payload(bad)->prev->payload();
+      BlockMeta* pb = BlockMeta::from_payload(bad)->prev;
+      free_neighbour = pb->status == Status::Free;
+      std::byte* prev = pb->payload();
       flip_header_byte(prev);
       where = prev;
       want = ErrorKind::HeaderCorrupted;
@@ -212,9 +221,11 @@ RC_GTEST_PROP(BadInput, IsReportedWithItsKindBeforeAnythingChanges, ()) {
     }
   } catch (const EngineError& e) {
     reported = true;
-    RC_ASSERT(std::string(error_name(e.kind)) == std::string(error_name(want)));
-    RC_ASSERT(reinterpret_cast<std::uintptr_t>(e.address) ==
-              reinterpret_cast<std::uintptr_t>(where));
+    const auto at = reinterpret_cast<std::uintptr_t>(e.address);
+    if (!(free_neighbour && e.kind == ErrorKind::HeapInconsistent)) {
+      RC_ASSERT(std::string(error_name(e.kind)) == std::string(error_name(want)));
+      RC_ASSERT(at == reinterpret_cast<std::uintptr_t>(where));
+    }
   }
   RC_ASSERT(reported);
   // Reported before anything changed: no system call, and (when only the
