@@ -262,13 +262,19 @@ class Heap {
   // b has just become FREE (it is on the list, not in the index): merge it
   // with touching FREE neighbours, then index the result.
   void coalesce(BlockMeta* b) {
-    if (BlockMeta* next = b->next; touches(b, next) && free_neighbour(next)) {
+    // Both neighbours are validated before anything changes: a damaged
+    // header is named as such, before an index operation trips over it.
+    // (prev's canary is checked before its size says whether it touches.)
+    BlockMeta* next = b->next;
+    BlockMeta* prev = b->prev;
+    const bool merge_next = touches(b, next) && free_neighbour(next);
+    const bool merge_prev = prev != nullptr && free_neighbour(prev) && touches(prev, b);
+    if (merge_next) {
       index_.remove(sealer_, next);
       b->size += kHeaderSize + next->size;
       list_.unlink(sealer_, next);  // reseals b
     }
-    // prev's canary is checked before its size is read to see if it touches.
-    if (BlockMeta* prev = b->prev; prev != nullptr && free_neighbour(prev) && touches(prev, b)) {
+    if (merge_prev) {
       index_.remove(sealer_, prev);
       prev->size += kHeaderSize + b->size;
       list_.unlink(sealer_, b);  // reseals prev; b stays behind as a stale FREE header
