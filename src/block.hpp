@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "sanitizer.hpp"
+
 namespace osmem {
 
 inline constexpr std::size_t kHeaderSize = 32;
@@ -66,9 +68,37 @@ inline std::uintptr_t addr_of(const void* b) {
   return reinterpret_cast<std::uintptr_t>(b);
 }
 
+// A header is no access to memory tools between two heap operations (see
+// sanitizer.hpp); code that reads or writes one holds it open with this for
+// as long as it needs it. A null block is allowed and opens nothing.
+class OpenHeader : tool::Reveal {
+ public:
+  explicit OpenHeader(const BlockMeta* b) : Reveal(b, kHeaderSize) {}
+  using Reveal::forget;
+};
+
+// A copy of the header at b, read with it open: how tests and tools look at
+// a header without holding it open.
+inline BlockMeta read_header(const BlockMeta* b) {
+  const OpenHeader open(b);
+  return *b;
+}
+
 // True when `b` ends exactly where `n` begins: only such blocks may merge.
 inline bool touches(const BlockMeta* b, const BlockMeta* n) {
+  const OpenHeader open(b);
   return n != nullptr && b->end() == reinterpret_cast<const std::byte*>(n);
+}
+
+// b->next, read with b's header open only for the read: for loops that walk
+// the list one header at a time.
+inline BlockMeta* next_of(const BlockMeta* b) {
+  const OpenHeader open(b);
+  return b->next;
+}
+inline BlockMeta* prev_of(const BlockMeta* b) {
+  const OpenHeader open(b);
+  return b->prev;
 }
 
 }  // namespace osmem

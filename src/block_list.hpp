@@ -1,7 +1,8 @@
 // The heap's blocks in address order: a doubly linked list through the
 // headers' prev/next fields, spanning every sbrk segment. Each operation
 // reseals exactly the headers whose links it changed, so canaries stay
-// valid without the callers having to know which neighbours were touched.
+// valid without the callers having to know which neighbours were touched;
+// likewise each operation opens (sanitizer.hpp) the headers it touches.
 #pragma once
 
 #include "block.hpp"
@@ -15,6 +16,7 @@ class BlockList {
   BlockMeta* tail() const { return tail_; }
 
   void push_back(const Sealer& sealer, BlockMeta* b) {
+    const OpenHeader open_b(b), open_tail(tail_);
     b->prev = tail_;
     b->next = nullptr;
     sealer.seal(b);
@@ -28,6 +30,7 @@ class BlockList {
   }
 
   void insert_after(const Sealer& sealer, BlockMeta* pos, BlockMeta* b) {
+    const OpenHeader open_pos(pos), open_b(b), open_next(pos->next);
     b->prev = pos;
     b->next = pos->next;
     sealer.seal(b);
@@ -43,6 +46,7 @@ class BlockList {
 
   // Unlinks b; b's own fields are left as they were (a stale header).
   void unlink(const Sealer& sealer, BlockMeta* b) {
+    const OpenHeader open_b(b), open_prev(b->prev), open_next(b->next);
     if (b->prev != nullptr) {
       b->prev->next = b->next;
       sealer.seal(b->prev);

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "sanitizer.hpp"
+
 namespace osmem {
 
 namespace {
@@ -18,12 +20,19 @@ FakeSource::FakeSource(FakeLimits limits) : limits_(limits) {
 
 FakeSource::~FakeSource() {
   release_mappings();
+  // The engine marked what it took no access; the next mapping at this
+  // address must not inherit that.
+  if (base_ != nullptr) tool::defined(base_, break_);
   if (base_ != nullptr) os_.unmap(base_, round_to_page(limits_.heap_capacity));
 }
 
 void FakeSource::release_mappings() {
   for (std::size_t i = 0; i < slots_used_; ++i) {
-    if (mappings_[i].addr != nullptr) os_.unmap(mappings_[i].addr, mappings_[i].len);
+    if (mappings_[i].addr != nullptr) {
+      // Blocks the engine still held: clear their no-access marks first.
+      tool::defined(mappings_[i].addr, round_to_page(mappings_[i].len));
+      os_.unmap(mappings_[i].addr, mappings_[i].len);
+    }
     mappings_[i] = Mapping{};
   }
   slots_used_ = 0;
@@ -34,8 +43,12 @@ void FakeSource::release_mappings() {
 void FakeSource::reset() {
   release_mappings();
   // Leave the buffer as a fresh mapping would be: the engine may rely on
-  // nothing, but tests that look at memory should see no stale headers.
-  if (base_ != nullptr) std::memset(base_, 0, break_);
+  // nothing, but tests that look at memory should see no stale headers
+  // (and memory tools no stale no-access marks).
+  if (base_ != nullptr) {
+    tool::defined(base_, break_);
+    std::memset(base_, 0, break_);
+  }
   break_ = 0;
   extend_calls_ = map_calls_ = 0;
   fail_extend_n_ = fail_map_n_ = 0;

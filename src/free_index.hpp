@@ -40,10 +40,12 @@ class LinearFreeIndex {
   void check(const Sealer&, Readable&&, Add&&) const {}  // the list walk covers it
 
   void insert(const Sealer&, BlockMeta* b) {
+    const OpenHeader open(b);
     ++count_;
     bytes_ += b->size;
   }
   void remove(const Sealer&, BlockMeta* b) {
+    const OpenHeader open(b);
     --count_;
     bytes_ -= b->size;
   }
@@ -51,13 +53,16 @@ class LinearFreeIndex {
   BlockMeta* find(const Sealer&, const BlockList& list, std::size_t need,
                   SearchStats& stats) const {
     BlockMeta* best = nullptr;
+    std::size_t best_size = 0;  // best's header is closed once the walk moves on
     std::size_t visits = 0;
-    for (BlockMeta* b = list.head(); b != nullptr; b = b->next) {
+    for (BlockMeta* b = list.head(); b != nullptr; b = next_of(b)) {
+      const OpenHeader open(b);
       ++visits;
       // Strictly smaller only: the first of equal sizes has the lowest address.
       if (b->status == Status::Free && b->size >= need &&
-          (best == nullptr || b->size < best->size)) {
+          (best == nullptr || b->size < best_size)) {
         best = b;
+        best_size = b->size;
         if (b->size == need) break;
       }
     }

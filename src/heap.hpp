@@ -11,8 +11,16 @@
 // alignment, live-mapping lookup, canary) before its header is read, and a
 // neighbour header is validated before a merge reads it. Everything else the
 // engine reads it wrote itself; the checker verifies that too, on demand.
+//
+// Tool awareness (sanitizer.hpp): between two calls, headers, free payloads,
+// rounding slack and memory not yet handed out are no access, so a memory
+// tool reports a user's overflow or use after free at the faulting access.
+// Inside a call every function opens the headers it touches (OpenHeader);
+// the public operations describe the user's block to the tool last, once
+// every header scope has closed.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +36,7 @@
 #include "memory_source.hpp"
 #include "osmem/osmem.h"
 #include "report.hpp"
+#include "sanitizer.hpp"
 
 namespace osmem {
 
@@ -50,7 +59,7 @@ class Heap {
 
   void* malloc(std::size_t n) {
     operation_ = "os_malloc";
-    return allocate(n, Config::kMmapThreshold);
+    return hand_out(allocate(n, Config::kMmapThreshold), n);
   }
 
   void* calloc(std::size_t nmemb, std::size_t size) {
@@ -61,48 +70,25 @@ class Heap {
       errno = ENOMEM;
       return nullptr;
     }
-    void* p = allocate(total, source_.page_size());
+    void* p = hand_out(allocate(total, source_.page_size()), total);
     // Fresh mappings are zero already; a reused heap block is not.
-    if (p != nullptr && BlockMeta::from_payload(p)->status != Status::Mapped) {
+    if (p != nullptr && status_of(p) != Status::Mapped) {
       std::memset(p, 0, total);
+    } else if (p != nullptr) {
+      tool::defined(p, total);
     }
     return p;
   }
 
   void* realloc(void* p, std::size_t n) {
     operation_ = "os_realloc";
-    if (p == nullptr) return allocate(n, Config::kMmapThreshold);
-    if (n == 0) {
-      release(validate(p));
-      return nullptr;
+    if (p == nullptr) return hand_out(allocate(n, Config::kMmapThreshold), n);
+    UserBlock before;
+    void* q = resize(p, n, before);
+    if constexpr (tool::kEnabled) {
+      if (q == p && q != nullptr) tool::resized(p, before.bytes, n, before.capacity, capacity(p));
     }
-    BlockMeta* b = validate(p);
-    if (b->status == Status::Free) return nullptr;
-    if (n > kMaxRequest) {
-      errno = ENOMEM;
-      return nullptr;
-    }
-    const std::size_t need = align8(n);
-    if (b->status == Status::Mapped || need + kHeaderSize >= Config::kMmapThreshold) {
-      return move(b, n);
-    }
-    if (need <= b->size) {
-      split(b, need);
-      return p;
-    }
-    if (b == list_.tail()) {
-      if (grow_tail_in_place(b, need)) return p;
-    } else if (BlockMeta* next = b->next; touches(b, next) && free_neighbour(next)) {
-      index_.remove(sealer_, next);
-      b->size += kHeaderSize + next->size;
-      list_.unlink(sealer_, next);  // reseals b
-      if (b->size >= need) {
-        split(b, need);
-        return p;
-      }
-      if (b == list_.tail() && grow_tail_in_place(b, need)) return p;
-    }
-    return move(b, n);
+    return q;
   }
 
   void free(void* p) {
@@ -150,6 +136,71 @@ class Heap {
  private:
   enum class Growth { Contiguous, NewSegment, Failed };
 
+  // What a memory tool knew of a block before realloc changed it.
+  struct UserBlock {
+    std::size_t bytes = 0;  // the user's (requested) bytes, or the capacity
+    std::size_t capacity = 0;
+  };
+
+  // realloc of a non-null pointer; `before` is filled in once p is known to
+  // be a live block.
+  void* resize(void* p, std::size_t n, UserBlock& before) {
+    if (n == 0) {
+      release(validate(p));
+      return nullptr;
+    }
+    BlockMeta* b = validate(p);
+    const OpenHeader open(b);
+    if (b->status == Status::Free) return nullptr;
+    if constexpr (tool::kEnabled) before = {tool::usable(p, b->size), b->size};
+    if (n > kMaxRequest) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    const std::size_t need = align8(n);
+    if (b->status == Status::Mapped || need + kHeaderSize >= Config::kMmapThreshold) {
+      return move(b, n);
+    }
+    if (need <= b->size) {
+      split(b, need);
+      return p;
+    }
+    if (b == list_.tail()) {
+      if (grow_tail_in_place(b, need)) return p;
+    } else if (BlockMeta* next = b->next; touches(b, next) && free_neighbour(next)) {
+      const OpenHeader open_next(next);
+      index_.remove(sealer_, next);
+      b->size += kHeaderSize + next->size;
+      list_.unlink(sealer_, next);  // reseals b
+      if (b->size >= need) {
+        split(b, need);
+        return p;
+      }
+      if (b == list_.tail() && grow_tail_in_place(b, need)) return p;
+    }
+    return move(b, n);
+  }
+
+  // ---- telling memory tools ---------------------------------------------------
+
+  // The block at p (or nothing) goes to the user, who asked for n bytes.
+  void* hand_out(void* p, std::size_t n) const {
+    if constexpr (tool::kEnabled) {
+      if (p != nullptr) tool::allocated(p, n, capacity(p));
+    }
+    return p;
+  }
+  std::size_t capacity(const void* p) const {
+    const BlockMeta* b = BlockMeta::from_payload(const_cast<void*>(p));
+    const OpenHeader open(b);
+    return b->size;
+  }
+  Status status_of(const void* p) const {
+    const BlockMeta* b = BlockMeta::from_payload(const_cast<void*>(p));
+    const OpenHeader open(b);
+    return b->status;
+  }
+
   [[noreturn]] void fail(ErrorKind kind, const void* address) const {
     report(handler_, kind, operation_, address);
   }
@@ -163,6 +214,7 @@ class Heap {
     auto* header = static_cast<std::byte*>(p) - kHeaderSize;
     if (in_heap(header, kHeaderSize)) {
       BlockMeta* b = BlockMeta::at(header);
+      const OpenHeader open(b);
       if (!sealer_.intact(b) || (b->status != Status::Free && b->status != Status::Alloc)) {
         fail(ErrorKind::HeaderCorrupted, p);
       }
@@ -171,6 +223,7 @@ class Heap {
     const MappedSet::Lookup found = mapped_.find(sealer_, header);
     if (found.corrupted != nullptr) fail(ErrorKind::HeaderCorrupted, found.corrupted->payload());
     if (found.found == nullptr) fail(ErrorKind::InvalidPointer, p);
+    const OpenHeader open(found.found);
     if (found.found->status != Status::Mapped) fail(ErrorKind::HeaderCorrupted, p);
     return found.found;
   }
@@ -178,6 +231,7 @@ class Heap {
   // A list neighbour is about to be read for a merge: a user overflow may
   // have reached its header, so its canary is checked first.
   bool free_neighbour(BlockMeta* n) const {
+    const OpenHeader open(n);
     if (!sealer_.intact(n)) fail(ErrorKind::HeaderCorrupted, n->payload());
     return n->status == Status::Free;
   }
@@ -203,12 +257,14 @@ class Heap {
     }
     for (int restarts = 0;; ++restarts) {
       if (BlockMeta* b = index_.find(sealer_, list_, need, search_)) {
+        const OpenHeader open(b);
         index_.remove(sealer_, b);
         b->status = Status::Alloc;
         split(b, need);
         return b;
       }
       BlockMeta* tail = list_.tail();
+      const OpenHeader open_tail(tail);
       const bool grow_tail = tail != nullptr && tail->status == Status::Free;
       const Growth g = extend_heap(grow_tail ? need - tail->size : kHeaderSize + need);
       if (g == Growth::Failed) return nullptr;
@@ -221,6 +277,7 @@ class Heap {
           return tail;
         }
         BlockMeta* b = BlockMeta::at(tail->end());
+        const OpenHeader open(b);
         b->size = need;
         b->status = Status::Alloc;
         list_.push_back(sealer_, b);
@@ -237,7 +294,9 @@ class Heap {
       errno = ENOMEM;
       return nullptr;
     }
+    tool::no_access(m, mapped_span(kHeaderSize + need));  // not the user's until handed out
     BlockMeta* b = BlockMeta::at(static_cast<std::byte*>(m));
+    const OpenHeader open(b);
     b->size = need;
     b->status = Status::Mapped;
     mapped_.insert(sealer_, b);  // sets the links and seals b
@@ -247,11 +306,13 @@ class Heap {
   // Cuts an ALLOC block down to `need` when the rest can be a block of its
   // own; the rest becomes FREE and coalesces. Always leaves b sealed.
   void split(BlockMeta* b, std::size_t need) {
+    const OpenHeader open(b);
     if (b->size - need < kMinSplitRemainder) {
       sealer_.seal(b);
       return;
     }
     BlockMeta* rest = BlockMeta::at(b->payload() + need);
+    const OpenHeader open_rest(rest);
     rest->size = b->size - need - kHeaderSize;
     rest->status = Status::Free;
     b->size = need;
@@ -262,6 +323,7 @@ class Heap {
   // b has just become FREE (it is on the list, not in the index): merge it
   // with touching FREE neighbours, then index the result.
   void coalesce(BlockMeta* b) {
+    const OpenHeader open(b);
     // Both neighbours are validated before anything changes: a damaged
     // header is named as such, before an index operation trips over it.
     // (prev's canary is checked before its size says whether it touches.)
@@ -270,21 +332,25 @@ class Heap {
     const bool merge_next = touches(b, next) && free_neighbour(next);
     const bool merge_prev = prev != nullptr && free_neighbour(prev) && touches(prev, b);
     if (merge_next) {
+      const OpenHeader open_next(next);
       index_.remove(sealer_, next);
       b->size += kHeaderSize + next->size;
       list_.unlink(sealer_, next);  // reseals b
     }
     if (merge_prev) {
+      const OpenHeader open_prev(prev);
       index_.remove(sealer_, prev);
       prev->size += kHeaderSize + b->size;
       list_.unlink(sealer_, b);  // reseals prev; b stays behind as a stale FREE header
       b = prev;
     }
+    const OpenHeader open_merged(b);
     sealer_.seal(b);
     index_.insert(sealer_, b);
   }
 
   void release(BlockMeta* b) {
+    OpenHeader open(b);
     switch (b->status) {
       case Status::Free:
         fail(ErrorKind::DoubleFree, b->payload());
@@ -292,6 +358,8 @@ class Heap {
         const std::size_t len = kHeaderSize + b->size;
         mapped_.remove(sealer_, b);
         ++munmap_calls_;
+        open.forget();  // the mapping goes away: nothing to close
+        tool::released(b->payload(), b, mapped_span(len));
         source_.unmap(b, len);
         return;
       }
@@ -301,6 +369,7 @@ class Heap {
         // before it, its header stays behind and must read as FREE, so a
         // second free of it is a double free.
         sealer_.seal(b);
+        tool::freed(b->payload(), b->size);
         coalesce(b);
         return;
     }
@@ -309,15 +378,27 @@ class Heap {
   // The block cannot grow where it is: allocate anew (while b is still
   // ALLOC, so the search cannot hand b's own memory back), copy, release.
   void* move(BlockMeta* b, std::size_t n) {
-    void* q = allocate(n, Config::kMmapThreshold);
+    void* q = hand_out(allocate(n, Config::kMmapThreshold), n);
     if (q == nullptr) return nullptr;
     const std::size_t need = align8(n);
-    std::memcpy(q, b->payload(), b->size < need ? b->size : need);
+    const OpenHeader open(b);
+    std::size_t keep = b->size < need ? b->size : need;
+    // A tool watching: copy only the user's bytes, not the no-access slack.
+    if (tool::active()) keep = std::min(tool::usable(b->payload(), b->size), n);
+    std::memcpy(q, b->payload(), keep);
     release(b);
     return q;
   }
 
+  // A mapping's length as the system rounds it: the tail of its last page is
+  // no access too.
+  std::size_t mapped_span(std::size_t len) const {
+    const std::size_t page = source_.page_size();
+    return (len + page - 1) / page * page;
+  }
+
   bool grow_tail_in_place(BlockMeta* b, std::size_t need) {
+    const OpenHeader open(b);
     if (extend_heap(need - b->size) != Growth::Contiguous) return false;
     b->size = need;
     sealer_.seal(b);
@@ -339,8 +420,10 @@ class Heap {
     ++sbrk_calls_;
     void* r = source_.extend(static_cast<std::intptr_t>(delta));
     if (r == nullptr) return Growth::Failed;
+    tool::no_access(r, delta);  // not the user's until handed out
     auto* old = static_cast<std::byte*>(r);
     BlockMeta* tail = list_.tail();
+    const OpenHeader open_tail(tail);
     if (tail != nullptr && old == tail->end()) {
       heap_bytes_ += delta;
       if (old + delta > heap_hi_) heap_hi_ = old + delta;
@@ -359,6 +442,7 @@ class Heap {
       const std::size_t pad = kAlignment - (hi_addr & (kAlignment - 1));
       ++sbrk_calls_;
       void* r = source_.extend(static_cast<std::intptr_t>(pad));
+      if (r != nullptr) tool::no_access(r, pad);
       if (r == hi) {
         hi += pad;
       } else if (r != nullptr && static_cast<std::byte*>(r) + pad > heap_hi_) {
@@ -373,6 +457,7 @@ class Heap {
     if (end <= start || static_cast<std::size_t>(end - start) < kMinSplitRemainder) return;
     if (static_cast<std::size_t>(end - heap_lo_) > Config::FreeIndex::kMaxSpan) return;
     BlockMeta* b = BlockMeta::at(start);
+    const OpenHeader open(b);
     b->size = static_cast<std::size_t>(end - start) - kHeaderSize;
     b->status = Status::Free;
     list_.push_back(sealer_, b);

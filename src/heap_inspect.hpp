@@ -7,7 +7,9 @@
 // span, and heap-list addresses must strictly increase (so a corrupted link
 // cannot make the walk loop); mapping-tree children are followed only from
 // a node whose canary (which covers the links) is intact, and the walk is
-// bounded by an explicit stack and by the recorded mapping count.
+// bounded by an explicit stack and by the recorded mapping count. Each
+// header is opened to memory tools (OpenHeader) only once it is known to lie
+// in memory the heap owns, and only while it is being read.
 #pragma once
 
 #include <initializer_list>
@@ -26,6 +28,10 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
   auto readable = [&](const BlockMeta* b) {
     return is_aligned8(addr_of(b)) && in_heap(b, kHeaderSize);
   };
+  auto status = [](const BlockMeta* b) {
+    const OpenHeader open(b);
+    return b->status;
+  };
 
   // The heap list, in address order.
   std::size_t span = 0, free_count = 0, free_bytes = 0, segments = 0;
@@ -40,6 +46,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       complete = false;
       break;
     }
+    const OpenHeader open(b);
     if (!sealer_.intact(b)) add(Invariant::CanaryMismatch, b);
     if (b->prev != prev) add(Invariant::LinkMismatch, b);
     if (b->status != Status::Free && b->status != Status::Alloc) add(Invariant::BadStatus, b);
@@ -62,7 +69,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       complete = false;
       break;  // following it could revisit blocks
     } else if (touches(b, next) && readable(next) && b->status == Status::Free &&
-               next->status == Status::Free) {
+               status(next) == Status::Free) {
       add(Invariant::AdjacentFree, b);
     }
     // Only a block that is sound itself can be looked up by its key.
@@ -103,6 +110,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       mapped_complete = false;
       continue;
     }
+    const OpenHeader open(n);
     if (!sealer_.intact(n)) {
       add(Invariant::CanaryMismatch, n);
       mapped_complete = false;
@@ -144,11 +152,13 @@ void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
   *out = {};
   // Walk only as far as the list is sound; the checker reports the rest.
   const std::byte* prev_end = nullptr;
-  for (const BlockMeta* b = list_.head(); b != nullptr; b = b->next) {
+  for (const BlockMeta* b = list_.head(); b != nullptr; b = next_of(b)) {
     if (!is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize) ||
-        reinterpret_cast<const std::byte*>(b) < prev_end || !spans_heap(b)) {
+        reinterpret_cast<const std::byte*>(b) < prev_end) {
       break;
     }
+    const OpenHeader open(b);
+    if (!spans_heap(b)) break;
     prev_end = b->end();
     ++out->heap_blocks;
     if (b->status == Status::Free) {
@@ -187,6 +197,7 @@ inline const char* status_name(Status s) {
 }
 
 inline void dump_header(LineBuffer& line, const char* label, const BlockMeta* b, int fd) {
+  const OpenHeader open(b);
   line.text(label)
       .hex(addr_of(b))
       .text(" size ")
@@ -214,7 +225,7 @@ void Heap<Source, Config>::dump(int fd) const {
       .text("\n");
   line.flush(fd);
   const std::byte* prev_end = nullptr;
-  for (const BlockMeta* b = list_.head(); b != nullptr; b = b->next) {
+  for (const BlockMeta* b = list_.head(); b != nullptr; b = next_of(b)) {
     if (!is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize) ||
         reinterpret_cast<const std::byte*>(b) < prev_end) {
       line.text("  (list leaves the heap at ").hex(addr_of(b)).text(")\n");
@@ -230,16 +241,20 @@ void Heap<Source, Config>::dump(int fd) const {
   std::size_t depth = 0;
   const BlockMeta* n = mapped_.root();
   std::size_t printed = 0;
+  auto intact = [this](const BlockMeta* m) {
+    const OpenHeader open(m);
+    return sealer_.intact(m);
+  };
   while ((n != nullptr || depth > 0) && printed <= mapped_.count()) {
-    while (n != nullptr && depth < kMaxDepth && !in_heap(n, kHeaderSize) && sealer_.intact(n)) {
+    while (n != nullptr && depth < kMaxDepth && !in_heap(n, kHeaderSize) && intact(n)) {
       stack[depth++] = n;
-      n = n->prev;
+      n = prev_of(n);
     }
     if (depth == 0) break;
     n = stack[--depth];
     detail::dump_header(line, "  ", n, fd);
     ++printed;
-    n = n->next;
+    n = next_of(n);
   }
 }
 
@@ -253,6 +268,7 @@ void Heap<Source, Config>::describe(const void* block, int fd) const {
     line.flush(fd);
     return;
   }
+  const OpenHeader open(b);
   for (const BlockMeta* n :
        {static_cast<const BlockMeta*>(b->prev), b, static_cast<const BlockMeta*>(b->next)}) {
     if (n != nullptr && is_aligned8(addr_of(n)) && in_heap(n, kHeaderSize)) {

@@ -13,7 +13,8 @@
 // Every node's canary covers its child links and is verified before a child
 // is followed, so a corrupted header stops a lookup instead of steering it
 // into foreign memory. Insert and remove are top-down (split/merge along one
-// path), so they need neither parent pointers nor a stack.
+// path), so they need neither parent pointers nor a stack. The headers a
+// walk touches are opened to memory tools (sanitizer.hpp) as it reaches them.
 #pragma once
 
 #include <cstddef>
@@ -22,6 +23,35 @@
 #include "canary.hpp"
 
 namespace osmem {
+
+// The headers one insert or remove touches, held open until it returns (it
+// links and reseals nodes all along its path). A path longer than kMax, far
+// deeper than any treap of random priorities, leaves the rest open: less
+// checking, never a false report.
+class OpenPath {
+ public:
+  OpenPath() = default;
+  OpenPath(const OpenPath&) = delete;
+  OpenPath& operator=(const OpenPath&) = delete;
+  ~OpenPath() {
+    for (std::size_t i = 0; i < count_; ++i) tool::no_access(opened_[i], kHeaderSize);
+  }
+
+  BlockMeta* operator()(BlockMeta* n) {
+    if constexpr (tool::kHides) {
+      if (n != nullptr && tool::hidden(n, kHeaderSize)) {
+        tool::defined(n, kHeaderSize);
+        if (count_ < kMax) opened_[count_++] = n;
+      }
+    }
+    return n;
+  }
+
+ private:
+  static constexpr std::size_t kMax = tool::kHides ? 96 : 1;
+  BlockMeta* opened_[kMax] = {};
+  std::size_t count_ = 0;
+};
 
 class MappedSet {
  public:
@@ -41,6 +71,7 @@ class MappedSet {
   Lookup find(const Sealer& sealer, const void* header) const {
     BlockMeta* n = root_;
     while (n != nullptr) {
+      const OpenHeader open(n);
       if (!sealer.intact(n)) return {nullptr, n};
       if (n == header) return {n, nullptr};
       n = header < static_cast<const void*>(n) ? n->prev : n->next;
@@ -49,16 +80,18 @@ class MappedSet {
   }
 
   void insert(const Sealer& sealer, BlockMeta* x) {
+    OpenPath open;
+    open(x);
     const std::uint64_t px = sealer.priority(x);
     BlockMeta** link = &root_;
     BlockMeta* owner = nullptr;
     while (*link != nullptr && sealer.priority(*link) > px) {
-      owner = *link;
+      owner = open(*link);
       link = x < owner ? &left(owner) : &right(owner);
     }
     // Split the subtree at *link around x: smaller keys become x's left
     // subtree, larger ones its right subtree.
-    BlockMeta* t = *link;
+    BlockMeta* t = open(*link);
     BlockMeta** l = &left(x);
     BlockMeta* l_owner = x;
     BlockMeta** r = &right(x);
@@ -69,13 +102,13 @@ class MappedSet {
         if (l_owner != x) sealer.seal(l_owner);
         l_owner = t;
         l = &right(t);
-        t = right(t);
+        t = open(right(t));
       } else {
         *r = t;
         if (r_owner != x) sealer.seal(r_owner);
         r_owner = t;
         r = &left(t);
-        t = left(t);
+        t = open(left(t));
       }
     }
     *l = nullptr;
@@ -91,28 +124,30 @@ class MappedSet {
 
   // x must be in the set (the caller found it with find()).
   void remove(const Sealer& sealer, BlockMeta* x) {
+    OpenPath open;
+    open(x);
     BlockMeta** link = &root_;
     BlockMeta* owner = nullptr;
     while (*link != x) {
-      owner = *link;
+      owner = open(*link);
       link = x < owner ? &left(owner) : &right(owner);
     }
     // Merge x's subtrees in place of x, higher priority on top.
-    BlockMeta* a = left(x);
-    BlockMeta* b = right(x);
+    BlockMeta* a = open(left(x));
+    BlockMeta* b = open(right(x));
     while (a != nullptr && b != nullptr) {
       if (sealer.priority(a) > sealer.priority(b)) {
         *link = a;
         if (owner != nullptr) sealer.seal(owner);
         owner = a;
         link = &right(a);
-        a = right(a);
+        a = open(right(a));
       } else {
         *link = b;
         if (owner != nullptr) sealer.seal(owner);
         owner = b;
         link = &left(b);
-        b = left(b);
+        b = open(left(b));
       }
     }
     *link = a != nullptr ? a : b;

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "os_source.hpp"
+#include "sanitizer.hpp"
 
 namespace osmem {
 
@@ -55,6 +56,8 @@ void print_error(ErrorKind kind, const char* operation, const void* address) {
       .text(error_message(kind))
       .text("\n");
   line.flush(2);
+  // Under a sanitizer or Valgrind, say where: the stack of the faulting call.
+  tool::print_stack();
 }
 
 void report(ErrorHandler handler, ErrorKind kind, const char* operation, const void* address) {

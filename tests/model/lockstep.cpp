@@ -124,7 +124,10 @@ void Lockstep::run_checker(const std::string& op) {
 void Lockstep::compare_blocks(const std::string& op) {
   const std::vector<Block>& want = model_.heap_blocks();
   std::size_t i = 0;
-  for (const BlockMeta* b = engine_->blocks().head(); b != nullptr; b = b->next, ++i) {
+  // Headers are no access to memory tools outside the engine: each is held
+  // open only while it is compared.
+  for (const BlockMeta* b = engine_->blocks().head(); b != nullptr; b = next_of(b), ++i) {
+    const OpenHeader open(b);
     const auto offset =
         static_cast<std::size_t>(reinterpret_cast<const std::byte*>(b) - source_->heap_base());
     if (i >= want.size() || want[i].offset != offset || want[i].size != b->size ||

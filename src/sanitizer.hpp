@@ -1,0 +1,274 @@
+// Tool awareness: what the allocator does with its memory, told to whichever
+// memory tool the build (or the run) has.
+//
+// A sanitizer or Valgrind only knows the allocator it ships with; to them
+// osmem's sbrk heap and mappings are one big addressable blob. This header
+// is one small vocabulary, mapped at compile time to one tool or to nothing:
+//
+//   allocated  a block is handed out: its first n bytes are the user's
+//              (uninitialised), the rounding slack behind them is no access
+//   freed      a block is given back: no access (Valgrind: a free-like block)
+//   released   a mapped block goes back to the system: forget its state
+//   resized    a block grew or shrank in place
+//   no_access  headers, free payloads, memory not yet handed out
+//   undefined  addressable, contents unknown
+//   defined    addressable and initialised
+//
+//   AddressSanitizer   poison / unpoison (to the byte: an overflow into the
+//                      slack of a 5-byte block is reported)
+//   MemorySanitizer    no addressability, only definedness: allocated memory
+//                      is uninitialised, calloc memory initialised
+//   Valgrind memcheck  malloc-like / free-like / resize-in-place blocks and
+//                      no-access ranges (client requests: a few instructions
+//                      when not running under Valgrind); OSMEM_VALGRIND=1
+//   nothing            every call is an empty inline function
+//
+// The engine keeps one rule: between two os_* calls every header and every
+// free byte is no access. Inside a call it opens a header with Reveal for as
+// long as one function needs it; Reveal puts back "no access" only if it
+// found the bytes that way, so nested scopes over one header compose.
+// Building with -DOSMEM_TOOL_HOOKS=0 (CMake: OSMEM_TOOL_HOOKS=OFF) turns the
+// whole vocabulary into nothing, which is how the tests prove they depend on
+// it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#ifndef OSMEM_TOOL_HOOKS
+#define OSMEM_TOOL_HOOKS 1
+#endif
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OSMEM_UNDER_ASAN 1
+#endif
+#if __has_feature(memory_sanitizer)
+#define OSMEM_UNDER_MSAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define OSMEM_UNDER_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(OSMEM_UNDER_ASAN)
+#define OSMEM_UNDER_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(OSMEM_UNDER_TSAN)
+#define OSMEM_UNDER_TSAN 1
+#endif
+
+#if OSMEM_TOOL_HOOKS && defined(OSMEM_UNDER_ASAN)
+#define OSMEM_TOOL_ASAN 1
+#include <sanitizer/asan_interface.h>
+#elif OSMEM_TOOL_HOOKS && defined(OSMEM_UNDER_MSAN)
+#define OSMEM_TOOL_MSAN 1
+#include <sanitizer/msan_interface.h>
+#elif OSMEM_TOOL_HOOKS && defined(OSMEM_VALGRIND) && OSMEM_VALGRIND
+#define OSMEM_TOOL_VALGRIND 1
+#include <valgrind/memcheck.h>
+#include <valgrind/valgrind.h>
+#endif
+
+#if OSMEM_TOOL_HOOKS && \
+    (defined(OSMEM_UNDER_ASAN) || defined(OSMEM_UNDER_MSAN) || defined(OSMEM_UNDER_TSAN))
+#define OSMEM_TOOL_STACKS 1
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+namespace osmem::tool {
+
+enum class Kind { None, AddressSanitizer, MemorySanitizer, Valgrind };
+
+#if defined(OSMEM_TOOL_ASAN)
+inline constexpr Kind kKind = Kind::AddressSanitizer;
+#elif defined(OSMEM_TOOL_MSAN)
+inline constexpr Kind kKind = Kind::MemorySanitizer;
+#elif defined(OSMEM_TOOL_VALGRIND)
+inline constexpr Kind kKind = Kind::Valgrind;
+#else
+inline constexpr Kind kKind = Kind::None;
+#endif
+
+inline constexpr bool kEnabled = kKind != Kind::None;
+// Tools that know "no access" (MemorySanitizer only knows definedness).
+inline constexpr bool kHides = kKind == Kind::AddressSanitizer || kKind == Kind::Valgrind;
+
+namespace detail {
+inline void* mut(const void* p) {
+  return const_cast<void*>(p);
+}
+inline const std::byte* at(const void* p, std::size_t off) {
+  return static_cast<const std::byte*>(p) + off;
+}
+}  // namespace detail
+
+// True when a tool is watching this run (Valgrind is known only at run time).
+inline bool active() {
+#if defined(OSMEM_TOOL_VALGRIND)
+  return RUNNING_ON_VALGRIND != 0;
+#else
+  return kEnabled;
+#endif
+}
+
+inline void no_access([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
+  if (n == 0) return;
+#if defined(OSMEM_TOOL_ASAN)
+  __asan_poison_memory_region(p, n);
+#elif defined(OSMEM_TOOL_VALGRIND)
+  (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);
+#endif
+}
+
+inline void undefined([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
+  if (n == 0) return;
+#if defined(OSMEM_TOOL_ASAN)
+  __asan_unpoison_memory_region(p, n);
+#elif defined(OSMEM_TOOL_MSAN)
+  __msan_allocated_memory(p, n);
+#elif defined(OSMEM_TOOL_VALGRIND)
+  (void)VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+#endif
+}
+
+inline void defined([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
+  if (n == 0) return;
+#if defined(OSMEM_TOOL_ASAN)
+  __asan_unpoison_memory_region(p, n);
+#elif defined(OSMEM_TOOL_MSAN)
+  __msan_unpoison(p, n);
+#elif defined(OSMEM_TOOL_VALGRIND)
+  (void)VALGRIND_MAKE_MEM_DEFINED(p, n);
+#endif
+}
+
+// True when any byte of [p, p + n) is no access. Asks the tool, so nested
+// Reveal scopes need no bookkeeping of their own.
+inline bool hidden([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
+#if defined(OSMEM_TOOL_ASAN)
+  return __asan_region_is_poisoned(detail::mut(p), n) != nullptr;
+#elif defined(OSMEM_TOOL_VALGRIND)
+  if (RUNNING_ON_VALGRIND == 0) return false;
+  // GET_VBITS refuses (returns 3, silently) when a byte is not addressable.
+  unsigned char bits[64];
+  for (std::size_t off = 0; off < n; off += sizeof bits) {
+    const std::size_t len = n - off < sizeof bits ? n - off : sizeof bits;
+    if (VALGRIND_GET_VBITS(detail::at(p, off), bits, len) == 3) return true;
+  }
+  return false;
+#else
+  return false;
+#endif
+}
+
+// How many leading bytes of a block of capacity `cap` the user asked for, as
+// far as the tool knows (the first no-access byte); `cap` when it cannot
+// tell. Used where the engine must not touch the slack behind them.
+inline std::size_t usable([[maybe_unused]] const void* p, std::size_t cap) {
+#if defined(OSMEM_TOOL_ASAN)
+  const void* first = __asan_region_is_poisoned(detail::mut(p), cap);
+  return first == nullptr ? cap
+                          : static_cast<std::size_t>(static_cast<const std::byte*>(first) -
+                                                     static_cast<const std::byte*>(p));
+#elif defined(OSMEM_TOOL_VALGRIND)
+  if (RUNNING_ON_VALGRIND == 0) return cap;
+  // A question, not a finding: keep memcheck from reporting the answer.
+  VALGRIND_DISABLE_ERROR_REPORTING;
+  const auto first = static_cast<std::uintptr_t>(VALGRIND_CHECK_MEM_IS_ADDRESSABLE(p, cap));
+  VALGRIND_ENABLE_ERROR_REPORTING;
+  return first == 0 ? cap : static_cast<std::size_t>(first - reinterpret_cast<std::uintptr_t>(p));
+#else
+  return cap;
+#endif
+}
+
+// A block of capacity `cap` at p now belongs to the user, who asked for n
+// bytes: those are addressable and uninitialised, the slack is no access.
+inline void allocated(void* p, std::size_t n, std::size_t cap) {
+#if defined(OSMEM_TOOL_VALGRIND)
+  VALGRIND_MALLOCLIKE_BLOCK(p, n, 0, 0);
+#else
+  undefined(p, n);
+#endif
+  if (cap > n) no_access(detail::at(p, n), cap - n);
+}
+
+// The block at p (capacity cap) was given back.
+inline void freed(void* p, std::size_t cap) {
+#if defined(OSMEM_TOOL_VALGRIND)
+  VALGRIND_FREELIKE_BLOCK(p, 0);
+#endif
+#if defined(OSMEM_TOOL_MSAN)
+  __msan_poison(p, cap);
+#else
+  no_access(p, cap);
+#endif
+}
+
+// A mapped block whose payload is p is about to be unmapped: [base,
+// base + len) must carry no poison that a later mapping at the same address
+// would inherit.
+inline void released([[maybe_unused]] void* p, [[maybe_unused]] const void* base,
+                     [[maybe_unused]] std::size_t len) {
+#if defined(OSMEM_TOOL_VALGRIND)
+  VALGRIND_FREELIKE_BLOCK(p, 0);
+#elif defined(OSMEM_TOOL_ASAN)
+  __asan_unpoison_memory_region(base, len);
+#endif
+}
+
+// The user's block at p went from old_n requested bytes in old_cap to n in
+// cap without moving. Whatever lies past n up to the larger capacity is no
+// longer the user's (a split may have put a header there).
+inline void resized(void* p, [[maybe_unused]] std::size_t old_n, std::size_t n, std::size_t old_cap,
+                    std::size_t cap) {
+  const std::size_t end = old_cap > cap ? old_cap : cap;
+#if defined(OSMEM_TOOL_VALGRIND)
+  VALGRIND_RESIZEINPLACE_BLOCK(p, old_n, n, 0);
+#elif defined(OSMEM_TOOL_MSAN)
+  if (n > old_n) undefined(detail::at(p, old_n), n - old_n);
+#else
+  defined(p, n);  // ASan: addressable; it has no notion of definedness
+#endif
+  if (end > n) no_access(detail::at(p, n), end - n);
+}
+
+// The call stack, on stderr, for the allocator's own fatal diagnostics.
+inline void print_stack() {
+#if defined(OSMEM_TOOL_STACKS)
+  __sanitizer_print_stack_trace();
+#elif defined(OSMEM_TOOL_VALGRIND)
+  if (RUNNING_ON_VALGRIND != 0) VALGRIND_PRINTF_BACKTRACE("osmem: the call that failed\n");
+#endif
+}
+
+// Opens [p, p + n) for one scope and closes it again if it was closed:
+// how the engine, the checker and white-box tests read a header.
+class Reveal {
+ public:
+  Reveal(const void* p, std::size_t n) {
+    if constexpr (kHides) {
+      if (p != nullptr && hidden(p, n)) {
+        p_ = p;
+        n_ = n;
+        defined(p, n);
+      }
+    }
+  }
+  ~Reveal() {
+    if constexpr (kHides) {
+      if (p_ != nullptr) no_access(p_, n_);
+    }
+  }
+  Reveal(const Reveal&) = delete;
+  Reveal& operator=(const Reveal&) = delete;
+
+  // The memory is about to be unmapped: leave it alone.
+  void forget() { p_ = nullptr; }
+
+ private:
+  const void* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+}  // namespace osmem::tool
