@@ -30,7 +30,9 @@ struct Seen {
 
 std::vector<Seen> heap_blocks(model::Lockstep& ls) {
   std::vector<Seen> out;
-  for (const BlockMeta* b = ls.engine().blocks().head(); b != nullptr; b = b->next) {
+  // Headers are no access to memory tools: each is opened for its read.
+  for (const BlockMeta* b = ls.engine().blocks().head(); b != nullptr; b = next_of(b)) {
+    const OpenHeader open(b);
     out.push_back(Seen{
         static_cast<std::size_t>(reinterpret_cast<const std::byte*>(b) - ls.source().heap_base()),
         b->size, b->status});
@@ -102,7 +104,8 @@ RC_GTEST_PROP(Contract, MallocMapsExactlyAtTheThreshold, ()) {
   guarded([&] {
     for (std::size_t m : before) h.ls.malloc(m);
     std::byte* p = ptr(h.ls, h.ls.malloc(n));
-    const BlockMeta* b = BlockMeta::from_payload(p);
+    const BlockMeta header = read_header(BlockMeta::from_payload(p));
+    const BlockMeta* b = &header;
     const std::size_t need = align8(n);
     const bool maps = need + kHeaderSize >= kMmapThreshold;
     RC_ASSERT((h.ls.source().mapping_serial(p) != 0) == maps);
@@ -135,7 +138,8 @@ RC_GTEST_PROP(Contract, CallocMapsExactlyAtThePageSize, ()) {
     const std::size_t need = align8(nmemb * size);
     const bool maps = need + kHeaderSize >= kPage;
     RC_ASSERT((h.ls.source().mapping_serial(p) != 0) == maps);
-    RC_ASSERT(BlockMeta::from_payload(p)->status == (maps ? Status::Mapped : Status::Alloc));
+    RC_ASSERT(read_header(BlockMeta::from_payload(p)).status ==
+              (maps ? Status::Mapped : Status::Alloc));
     if (maps) {
       RC_ASSERT(h.ls.last_calls().size() == 1u);
       RC_ASSERT(h.ls.last_calls()[0].arg == need + kHeaderSize);
