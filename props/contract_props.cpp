@@ -346,11 +346,12 @@ RC_GTEST_PROP(Contract, BlocksNeverCrossAForeignSbrk, ()) {
           ls.malloc(std::max<std::size_t>(st.n, 1));
           break;
         case 1: {
-          const BlockMeta* tail = ls.engine().blocks().tail();
-          if (tail == nullptr || tail->status != Status::Free) break;
+          if (ls.engine().blocks().tail() == nullptr) break;
+          const BlockMeta tail = read_header(ls.engine().blocks().tail());
+          if (tail.status != Status::Free) break;
           // Leaves less than 40 bytes, so the whole tail is taken.
           const std::size_t cut = st.n % kMinSplitRemainder;
-          if (tail->size > cut) ls.malloc(tail->size - cut);
+          if (tail.size > cut) ls.malloc(tail.size - cut);
           break;
         }
         case 2: {

@@ -34,6 +34,10 @@
 // read, every descent is bounded, a node is read only if its header says
 // FREE, and a node is written only after its header's canary is verified:
 // corruption ends in a diagnosis, never in a write to someone else's block.
+//
+// Memory tools. Free payloads are no access to them (sanitizer.hpp): an
+// operation opens each node, header and links, as it reaches it and closes
+// them all when it returns; the checker opens one node at a time.
 #pragma once
 
 #include <bit>
@@ -55,6 +59,25 @@ class FreeTree {
   static constexpr std::size_t kClasses = 1024;
   static constexpr std::size_t kMaxSpan = (std::size_t{1} << 32) * kAlignment - kAlignment;
   static constexpr int kMaxDepth = 200;  // far beyond any honest treap's depth
+  // What a node is to memory tools: its header and its two links, opened
+  // (and closed) as two regions, so that a header the engine already holds
+  // open stays open.
+  static constexpr std::size_t kLinkBytes = 2 * sizeof(std::uint32_t);
+  struct OpenNodes {
+    tool::RevealPath<kMaxDepth + 8> headers{kHeaderSize};
+    tool::RevealPath<kMaxDepth + 8> links{kLinkBytes};
+    BlockMeta* operator()(BlockMeta* n) {
+      if (n != nullptr) links(n->payload());
+      return headers(n);
+    }
+  };
+  // One node held open for one scope.
+  struct NodeView {
+    explicit NodeView(const BlockMeta* n)
+        : header(n), links(n != nullptr ? n->payload() : nullptr, kLinkBytes) {}
+    OpenHeader header;
+    tool::Reveal links;
+  };
 
   static constexpr std::size_t class_of(std::size_t size) {
     if (size <= kExactLimit) return size / kAlignment - 1;
@@ -71,6 +94,8 @@ class FreeTree {
   }
 
   void insert(const Sealer& sealer, BlockMeta* x) {
+    OpenNodes open;
+    open(x);
     if (base_ == 0) base_ = x->address();  // the first heap block: the lowest address
     if (x->address() > top_) top_ = x->address();
     const std::size_t c = class_of(x->size);
@@ -80,7 +105,7 @@ class FreeTree {
     BlockMeta* owner = nullptr;  // the node whose child link will point at x
     int depth = 0;
     while (*link != 0) {
-      BlockMeta* n = visit(*link, depth);
+      BlockMeta* n = visit(*link, depth, open);
       if (sealer.priority(n) < px) break;
       owner = n;
       link = less(x, n) ? left(n) : right(n);
@@ -91,7 +116,7 @@ class FreeTree {
     std::uint32_t* l = left(x);
     std::uint32_t* r = right(x);
     while (t != 0) {
-      BlockMeta* n = writable(sealer, t, depth);
+      BlockMeta* n = writable(sealer, t, depth, open);
       if (less(n, x)) {
         *l = t;
         l = right(n);
@@ -111,6 +136,8 @@ class FreeTree {
   }
 
   void remove(const Sealer& sealer, BlockMeta* x) {
+    OpenNodes open;
+    open(x);
     const std::size_t c = class_of(x->size);
     std::uint32_t* link = &roots_[c];
     const std::uint32_t target = encode(x);
@@ -118,7 +145,7 @@ class FreeTree {
     int depth = 0;
     while (*link != target) {
       if (*link == 0) fail(x);  // a FREE block the index does not hold
-      owner = visit(*link, depth);
+      owner = visit(*link, depth, open);
       link = less(x, owner) ? left(owner) : right(owner);
     }
     if (owner != nullptr && !sealer.intact(owner)) fail(owner);
@@ -126,8 +153,8 @@ class FreeTree {
     std::uint32_t a = *left(x);
     std::uint32_t b = *right(x);
     while (a != 0 && b != 0) {
-      BlockMeta* na = writable(sealer, a, depth);
-      BlockMeta* nb = writable(sealer, b, depth);
+      BlockMeta* na = writable(sealer, a, depth, open);
+      BlockMeta* nb = writable(sealer, b, depth, open);
       if (sealer.priority(na) > sealer.priority(nb)) {
         *link = a;
         link = right(na);
@@ -147,12 +174,13 @@ class FreeTree {
 
   BlockMeta* find(const Sealer& sealer, const BlockList&, std::size_t need,
                   SearchStats& stats) const {
+    OpenNodes open;
     int depth = 0;
     std::size_t c = class_of(need);
     BlockMeta* best = nullptr;
     // need's own class may hold blocks smaller than need: a lower bound.
     for (std::uint32_t v = roots_[c]; v != 0;) {
-      BlockMeta* n = visit(v, depth);
+      BlockMeta* n = visit(v, depth, open);
       if (n->size >= need) {
         best = n;
         v = *left(n);
@@ -162,7 +190,7 @@ class FreeTree {
     }
     if (best == nullptr && (c = next_class(c + 1)) < kClasses) {
       // Every block of a higher class fits: the leftmost is the best.
-      for (std::uint32_t v = roots_[c]; v != 0; v = *left(best)) best = visit(v, depth);
+      for (std::uint32_t v = roots_[c]; v != 0; v = *left(best)) best = visit(v, depth, open);
     }
     stats.add(static_cast<std::size_t>(depth));
     walks_.add(static_cast<std::size_t>(depth));
@@ -176,11 +204,13 @@ class FreeTree {
   // For the checker: is b, a FREE block on the heap list, in the tree where
   // its key says it must be? Read-only and bounded, whatever the links hold.
   bool contains(const BlockMeta* b) const {
+    const OpenHeader open_b(b);
     std::uint32_t v = roots_[class_of(b->size)];
     for (int depth = 0; v != 0 && depth <= kMaxDepth; ++depth) {
       const BlockMeta* n = decode(v);
       if (n == b) return true;
       if (addr_of(n) > top_) return false;
+      const NodeView open(n);
       v = less(b, n) ? *left(n) : *right(n);
     }
     return false;
@@ -211,7 +241,9 @@ class FreeTree {
       while (depth > 0) {
         const Frame f = stack[--depth];
         const BlockMeta* n = f.node;
-        if (!readable(n) || addr_of(n) > top_ || class_of(n->size) != c) {
+        const bool in_reach = readable(n) && addr_of(n) <= top_;
+        const NodeView open(in_reach ? n : nullptr);
+        if (!in_reach || class_of(n->size) != c) {
           add(Invariant::IndexMismatch, n);  // cannot be a free block of this class
           complete = false;
           continue;
@@ -250,6 +282,7 @@ class FreeTree {
 
  private:
   static bool less(const BlockMeta* a, const BlockMeta* b) {
+    const OpenHeader open_a(a), open_b(b);  // a may be a node whose walk moved on
     return a->size < b->size || (a->size == b->size && a < b);
   }
   static std::uint32_t* left(const BlockMeta* b) {
@@ -271,14 +304,16 @@ class FreeTree {
   }
 
   // A node about to be read: inside the heap, FREE, and not too deep.
-  BlockMeta* visit(std::uint32_t v, int& depth) const {
+  BlockMeta* visit(std::uint32_t v, int& depth, OpenNodes& open) const {
     BlockMeta* n = decode(v);
-    if (n->address() > top_ || n->status != Status::Free || ++depth > kMaxDepth) fail(n);
+    if (n->address() > top_) fail(n);
+    open(n);  // only once it is known to lie in the heap
+    if (n->status != Status::Free || ++depth > kMaxDepth) fail(n);
     return n;
   }
   // A node about to be written: its header must also be intact.
-  BlockMeta* writable(const Sealer& sealer, std::uint32_t v, int& depth) const {
-    BlockMeta* n = visit(v, depth);
+  BlockMeta* writable(const Sealer& sealer, std::uint32_t v, int& depth, OpenNodes& open) const {
+    BlockMeta* n = visit(v, depth, open);
     if (!sealer.intact(n)) fail(n);
     return n;
   }

@@ -25,33 +25,8 @@
 namespace osmem {
 
 // The headers one insert or remove touches, held open until it returns (it
-// links and reseals nodes all along its path). A path longer than kMax, far
-// deeper than any treap of random priorities, leaves the rest open: less
-// checking, never a false report.
-class OpenPath {
- public:
-  OpenPath() = default;
-  OpenPath(const OpenPath&) = delete;
-  OpenPath& operator=(const OpenPath&) = delete;
-  ~OpenPath() {
-    for (std::size_t i = 0; i < count_; ++i) tool::no_access(opened_[i], kHeaderSize);
-  }
-
-  BlockMeta* operator()(BlockMeta* n) {
-    if constexpr (tool::kHides) {
-      if (n != nullptr && tool::hidden(n, kHeaderSize)) {
-        tool::defined(n, kHeaderSize);
-        if (count_ < kMax) opened_[count_++] = n;
-      }
-    }
-    return n;
-  }
-
- private:
-  static constexpr std::size_t kMax = tool::kHides ? 96 : 1;
-  BlockMeta* opened_[kMax] = {};
-  std::size_t count_ = 0;
-};
+// links and reseals nodes all along its path).
+using OpenPath = tool::RevealPath<96>;
 
 class MappedSet {
  public:
@@ -80,7 +55,7 @@ class MappedSet {
   }
 
   void insert(const Sealer& sealer, BlockMeta* x) {
-    OpenPath open;
+    OpenPath open(kHeaderSize);
     open(x);
     const std::uint64_t px = sealer.priority(x);
     BlockMeta** link = &root_;
@@ -124,7 +99,7 @@ class MappedSet {
 
   // x must be in the set (the caller found it with find()).
   void remove(const Sealer& sealer, BlockMeta* x) {
-    OpenPath open;
+    OpenPath open(kHeaderSize);
     open(x);
     BlockMeta** link = &root_;
     BlockMeta* owner = nullptr;

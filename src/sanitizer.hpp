@@ -283,6 +283,39 @@ class Reveal {
   std::size_t n_ = 0;
 };
 
+// Opens regions of `len` bytes as a walk reaches them and closes them all
+// when it ends: for operations that link and reseal nodes all along a path
+// (treaps threaded through headers and free payloads). A path longer than N,
+// far deeper than the walk's own bound, leaves the rest open: less checking,
+// never a false report.
+template <std::size_t N>
+class RevealPath {
+ public:
+  explicit RevealPath(std::size_t len) : len_(len) {}
+  RevealPath(const RevealPath&) = delete;
+  RevealPath& operator=(const RevealPath&) = delete;
+  ~RevealPath() {
+    for (std::size_t i = 0; i < count_; ++i) no_access(opened_[i], len_);
+  }
+
+  template <class T>
+  T* operator()(T* p) {
+    if constexpr (kHides) {
+      if (p != nullptr && hidden(p, len_)) {
+        defined(p, len_);
+        if (count_ < kCap) opened_[count_++] = p;
+      }
+    }
+    return p;
+  }
+
+ private:
+  static constexpr std::size_t kCap = kHides ? N : 1;
+  const void* opened_[kCap] = {};
+  std::size_t count_ = 0;
+  [[maybe_unused]] std::size_t len_;
+};
+
 // For white-box tests that forge headers byte by byte (the checker's and
 // the error tests): while one of these lives, the vocabulary says nothing,
 // so a heap built and torn down inside its scope is never poisoned and the
