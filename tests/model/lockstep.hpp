@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cross_checked_index.hpp"
 #include "fake_source.hpp"
 #include "heap.hpp"
 #include "model/model.hpp"
@@ -31,7 +32,12 @@ struct Divergence : std::runtime_error {
 
 class Lockstep {
  public:
-  using Engine = Heap<FakeSource>;
+  // The shipped engine, with its best-fit index cross-checked against the
+  // seed's linear scan at every search (cross_checked_index.hpp).
+  struct Config : DefaultConfig {
+    using FreeIndex = CrossCheckedIndex<FreeTree, LinearFreeIndex>;
+  };
+  using Engine = Heap<FakeSource, Config>;
 
   struct Options {
     FakeLimits limits{};
