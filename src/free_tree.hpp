@@ -249,8 +249,10 @@ class FreeTree {
           continue;
         }
         if (!sealer.intact(n) || n->status != Status::Free) {
-          // The list walk reports the header itself (its canary, or FREE
-          // counts that disagree); here it only means: do not follow it.
+          // The heap checker runs this only once the list is sound, so this
+          // is no damaged list block: a link leads somewhere no FREE block
+          // is. Reported, and not followed.
+          add(Invariant::IndexMismatch, n);
           complete = false;
           continue;
         }
