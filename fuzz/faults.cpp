@@ -19,13 +19,6 @@ constexpr unsigned kFullEvery = 1;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace osmem::fuzz;
-  FuzzedDataProvider in(data, size);
-  with_lockstep("faults", kFullEvery, [&](osmem::model::Lockstep& ls) {
-    LockstepDriver driver(ls);
-    driver.run(in, kFaultKinds);
-    ls.verify_all();
-    ls.free_all();
-  });
+  osmem::fuzz::run_op_stream("faults", kFullEvery, osmem::fuzz::kFaultKinds, data, size);
   return 0;
 }

@@ -154,4 +154,17 @@ void with_lockstep(const char* target, unsigned full_every, F&& body) {
   g_current = nullptr;
 }
 
+// The whole of the `ops` and `faults` targets: an operation stream of the
+// given kinds on a fresh Lockstep, then every live block verified and freed.
+inline void run_op_stream(const char* target, unsigned full_every, std::uint8_t kinds,
+                          const std::uint8_t* data, std::size_t size) {
+  FuzzedDataProvider in(data, size);
+  with_lockstep(target, full_every, [&](model::Lockstep& ls) {
+    LockstepDriver driver(ls);
+    driver.run(in, kinds);
+    ls.verify_all();
+    ls.free_all();
+  });
+}
+
 }  // namespace osmem::fuzz

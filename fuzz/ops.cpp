@@ -26,13 +26,6 @@ constexpr unsigned kFullEvery = 1;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace osmem::fuzz;
-  FuzzedDataProvider in(data, size);
-  with_lockstep("ops", kFullEvery, [&](osmem::model::Lockstep& ls) {
-    LockstepDriver driver(ls);
-    driver.run(in, kPlainKinds);
-    ls.verify_all();
-    ls.free_all();
-  });
+  osmem::fuzz::run_op_stream("ops", kFullEvery, osmem::fuzz::kPlainKinds, data, size);
   return 0;
 }
