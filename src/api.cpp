@@ -45,6 +45,26 @@ void unlock_after_fork() {
   pthread_mutex_unlock(&g_lock);
 }
 
+// The fork handlers must be in place before the lock is ever taken: a fork
+// that copies the lock while another thread holds it inside the very first
+// call, before that call registered them, leaves the child a lock nobody
+// will release. So they are registered once, before any lock: from the
+// library's constructor, and (for an os_* call that runs earlier, from
+// another library's constructor) at the top of every entry point.
+pthread_once_t g_fork_handlers_once = PTHREAD_ONCE_INIT;
+
+void register_fork_handlers() {
+  os_register_fork_handlers(lock_for_fork, unlock_after_fork, unlock_after_fork);
+}
+
+void ensure_fork_handlers() {
+  pthread_once(&g_fork_handlers_once, register_fork_handlers);
+}
+
+__attribute__((constructor)) void register_fork_handlers_at_load() {
+  ensure_fork_handlers();
+}
+
 // Placement-constructed on first use, under the lock: no static
 // constructor order to worry about, and no C++ runtime allocation.
 ProcessHeap& heap() {
@@ -55,9 +75,14 @@ ProcessHeap& heap() {
       if (std::strcmp(mode, "full") == 0) g_check_full = true;
       if (std::strcmp(mode, "off") == 0) g_check_full = false;
     }
-    os_register_fork_handlers(lock_for_fork, unlock_after_fork, unlock_after_fork);
   }
   return *g_heap;
+}
+
+// Takes the heap lock for a public entry point.
+void lock_heap() {
+  ensure_fork_handlers();
+  pthread_mutex_lock(&g_lock);
 }
 
 // Prints every violation with the blocks around it; returns the count.
@@ -97,7 +122,7 @@ void check_or_die(const ProcessHeap& h, const char* operation, const char* when)
 class Operation {
  public:
   explicit Operation(const char* name) : name_(name) {
-    pthread_mutex_lock(&g_lock);
+    lock_heap();
     check_or_die(heap(), name_, "on entry to");
   }
   ~Operation() {
@@ -140,28 +165,28 @@ void os_free(void* ptr) {
 }
 
 int os_heap_check(void) {
-  pthread_mutex_lock(&osmem::g_lock);
+  osmem::lock_heap();
   const std::size_t n = osmem::report_violations(heap(), "os_heap_check", "in");
   pthread_mutex_unlock(&osmem::g_lock);
   return n > 0x7fffffff ? 0x7fffffff : static_cast<int>(n);
 }
 
 void os_heap_dump(int fd) {
-  pthread_mutex_lock(&osmem::g_lock);
+  osmem::lock_heap();
   heap().dump(fd);
   pthread_mutex_unlock(&osmem::g_lock);
 }
 
 int os_heap_stats(struct os_heap_stats* out) {
   if (out == nullptr) return -1;
-  pthread_mutex_lock(&osmem::g_lock);
+  osmem::lock_heap();
   heap().stats(out);
   pthread_mutex_unlock(&osmem::g_lock);
   return 0;
 }
 
 os_error_handler os_set_error_handler(os_error_handler handler) {
-  pthread_mutex_lock(&osmem::g_lock);
+  osmem::lock_heap();
   os_error_handler previous = osmem::g_user_handler;
   osmem::g_user_handler = handler;
   pthread_mutex_unlock(&osmem::g_lock);

@@ -10,9 +10,11 @@
 
 namespace osmem {
 
+// The kernel passes the page size in the auxiliary vector: reading it costs
+// no system call, and needs no function-local static (whose thread-safe
+// initialisation would pull in the C++ runtime's __cxa_guard_*).
 std::size_t OsSource::page_size() {
-  static const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  return page;
+  return static_cast<std::size_t>(getauxval(AT_PAGESZ));
 }
 
 void* OsSource::extend(std::intptr_t delta) {
