@@ -51,7 +51,7 @@ void FakeSource::reset() {
   }
   break_ = 0;
   extend_calls_ = map_calls_ = 0;
-  fail_extend_n_ = fail_map_n_ = 0;
+  fail_extend_n_ = fail_map_n_ = foreign_n_ = 0;
   next_serial_ = 1;
   clear_calls();
   misuse_ = 0;
@@ -80,8 +80,15 @@ void FakeSource::fail_map_call(std::size_t nth) {
   if (fail_map_n_ < kMaxScheduled) fail_map_[fail_map_n_++] = nth;
 }
 
+void FakeSource::foreign_extend_before_call(std::size_t nth, std::size_t delta) {
+  if (foreign_n_ < kMaxScheduled) foreign_[foreign_n_++] = ScheduledForeign{nth, delta};
+}
+
 void* FakeSource::extend(std::intptr_t delta) {
   ++extend_calls_;
+  for (std::size_t i = 0; i < foreign_n_; ++i) {
+    if (foreign_[i].call == extend_calls_) foreign_extend(foreign_[i].delta);
+  }
   const auto arg = static_cast<std::size_t>(delta);
   const bool fail = scheduled(fail_extend_, fail_extend_n_, extend_calls_) || delta < 0 ||
                     arg > limits_.heap_capacity - break_;

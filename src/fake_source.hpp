@@ -64,6 +64,11 @@ class FakeSource {
   // Another component moves the break up by delta (any value, even unaligned).
   // Returns false (and changes nothing) when the buffer is too small.
   bool foreign_extend(std::size_t delta);
+  // foreign_extend(delta) just before the nth extend call (counted like
+  // fail_extend_call), so it can fall between two calls of one operation.
+  void foreign_extend_before_call(std::size_t nth, std::size_t delta);
+  // Extend calls made since the last reset, failed ones included.
+  std::size_t extend_calls() const { return extend_calls_; }
 
   std::byte* heap_base() const { return base_; }
   std::size_t break_offset() const { return break_; }
@@ -111,6 +116,12 @@ class FakeSource {
   std::size_t fail_extend_n_ = 0;
   std::size_t fail_map_[kMaxScheduled] = {};
   std::size_t fail_map_n_ = 0;
+  struct ScheduledForeign {
+    std::size_t call;
+    std::size_t delta;
+  };
+  ScheduledForeign foreign_[kMaxScheduled] = {};
+  std::size_t foreign_n_ = 0;
 
   Mapping mappings_[kMappingSlots] = {};
   std::size_t slots_used_ = 0;  // high-water mark of mappings_

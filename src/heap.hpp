@@ -43,8 +43,6 @@ namespace osmem {
 struct DefaultConfig {
   static constexpr std::size_t kMmapThreshold = std::size_t{128} << 10;
   static constexpr std::size_t kHeapPrealloc = std::size_t{128} << 10;
-  // A foreign sbrk between two of ours costs one restart of the search.
-  static constexpr int kMaxForeignRestarts = 8;
   using FreeIndex = FreeTree;
 };
 
@@ -134,7 +132,13 @@ class Heap {
   const typename Config::FreeIndex& free_index() const { return index_; }
 
  private:
-  enum class Growth { Contiguous, NewSegment, Failed };
+  // What one growth of the heap produced (rule 6b-6e, 12).
+  enum class Growth {
+    Contiguous,     // the bytes continue the last block; the caller uses them
+    NewSegment,     // a foreign sbrk: a new segment holds the requested block
+    Failed,         // the sbrk failed (or would pass the span): nothing changed
+    SegmentFailed,  // a foreign sbrk, and completing its segment failed
+  };
 
   // What a memory tool knew of a block before realloc changed it.
   struct UserBlock {
@@ -165,9 +169,8 @@ class Heap {
       split(b, need);
       return p;
     }
-    if (b == list_.tail()) {
-      if (grow_tail_in_place(b, need)) return p;
-    } else if (BlockMeta* next = b->next; touches(b, next) && free_neighbour(next)) {
+    if (b == list_.tail()) return grow_last(b, n, need);
+    if (BlockMeta* next = b->next; touches(b, next) && free_neighbour(next)) {
       const OpenHeader open_next(next);
       index_.remove(sealer_, next);
       b->size += kHeaderSize + next->size;
@@ -176,7 +179,7 @@ class Heap {
         split(b, need);
         return p;
       }
-      if (b == list_.tail() && grow_tail_in_place(b, need)) return p;
+      if (b == list_.tail()) return grow_last(b, n, need);
     }
     return move(b, n);
   }
@@ -252,39 +255,42 @@ class Heap {
 
   BlockMeta* heap_allocate(std::size_t need) {
     if (!initialized_) {
-      if (extend_heap(Config::kHeapPrealloc) == Growth::Failed) return nullptr;
+      if (!preallocate()) return nullptr;
       initialized_ = true;
     }
-    for (int restarts = 0;; ++restarts) {
-      if (BlockMeta* b = index_.find(sealer_, list_, need, search_)) {
-        const OpenHeader open(b);
-        index_.remove(sealer_, b);
-        b->status = Status::Alloc;
-        split(b, need);
-        return b;
-      }
-      BlockMeta* tail = list_.tail();
-      const OpenHeader open_tail(tail);
-      const bool grow_tail = tail != nullptr && tail->status == Status::Free;
-      const Growth g = extend_heap(grow_tail ? need - tail->size : kHeaderSize + need);
-      if (g == Growth::Failed) return nullptr;
-      if (g == Growth::Contiguous) {
-        if (grow_tail) {
-          index_.remove(sealer_, tail);
-          tail->size = need;
-          tail->status = Status::Alloc;
-          sealer_.seal(tail);
-          return tail;
-        }
-        BlockMeta* b = BlockMeta::at(tail->end());
-        const OpenHeader open(b);
-        b->size = need;
-        b->status = Status::Alloc;
-        list_.push_back(sealer_, b);
-        return b;
-      }
-      if (restarts == Config::kMaxForeignRestarts) return nullptr;
+    if (BlockMeta* b = index_.find(sealer_, list_, need, search_)) {
+      const OpenHeader open(b);
+      index_.remove(sealer_, b);
+      b->status = Status::Alloc;
+      split(b, need);
+      return b;
     }
+    BlockMeta* tail = list_.tail();
+    const OpenHeader open_tail(tail);
+    const bool grow_tail = tail != nullptr && tail->status == Status::Free;
+    BlockMeta* fresh = nullptr;
+    switch (grow(grow_tail ? need - tail->size : kHeaderSize + need, need, fresh)) {
+      case Growth::Contiguous:
+        break;
+      case Growth::NewSegment:
+        return fresh;  // the FREE tail, if any, stays FREE for best fit
+      case Growth::Failed:
+      case Growth::SegmentFailed:
+        return nullptr;
+    }
+    if (grow_tail) {
+      index_.remove(sealer_, tail);
+      tail->size = need;
+      tail->status = Status::Alloc;
+      sealer_.seal(tail);
+      return tail;
+    }
+    BlockMeta* b = BlockMeta::at(tail->end());
+    const OpenHeader open(b);
+    b->size = need;
+    b->status = Status::Alloc;
+    list_.push_back(sealer_, b);
+    return b;
   }
 
   void* map_block(std::size_t need) {
@@ -378,7 +384,12 @@ class Heap {
   // The block cannot grow where it is: allocate anew (while b is still
   // ALLOC, so the search cannot hand b's own memory back), copy, release.
   void* move(BlockMeta* b, std::size_t n) {
-    void* q = hand_out(allocate(n, Config::kMmapThreshold), n);
+    return relocate(b, hand_out(allocate(n, Config::kMmapThreshold), n), n);
+  }
+
+  // Copies b's contents to the new block q (already handed out, or null
+  // when it could not be had) and releases b.
+  void* relocate(BlockMeta* b, void* q, std::size_t n) {
     if (q == nullptr) return nullptr;
     const std::size_t need = align8(n);
     const OpenHeader open(b);
@@ -397,63 +408,132 @@ class Heap {
     return (len + page - 1) / page * page;
   }
 
-  bool grow_tail_in_place(BlockMeta* b, std::size_t need) {
-    const OpenHeader open(b);
-    if (extend_heap(need - b->size) != Growth::Contiguous) return false;
-    b->size = need;
-    sealer_.seal(b);
-    return true;
+  // Rule 12: the last heap block b grows to `need` in place; after a foreign
+  // sbrk it moves into the segment that sbrk started, and when that segment
+  // cannot be completed, to a mapping (a request makes at most two sbrk
+  // calls). A failed sbrk moves it by os_malloc's rules.
+  void* grow_last(BlockMeta* b, std::size_t n, std::size_t need) {
+    BlockMeta* fresh = nullptr;
+    Growth g = Growth::Failed;
+    {
+      const OpenHeader open(b);
+      g = grow(need - b->size, need, fresh);
+      if (g == Growth::Contiguous) {
+        b->size = need;
+        sealer_.seal(b);
+        return b->payload();
+      }
+    }
+    switch (g) {
+      case Growth::NewSegment:
+        return relocate(b, hand_out(fresh->payload(), n), n);
+      case Growth::SegmentFailed:
+        return relocate(b, hand_out(map_block(need), n), n);
+      default:
+        return move(b, n);
+    }
   }
 
   // ---- growing the heap -----------------------------------------------------
 
-  // sbrk(delta). Contiguous: the new bytes start where the last block ends
-  // and the caller puts them to use. Otherwise someone else moved the break
-  // (or this is the first call): the bytes become a segment of their own.
-  Growth extend_heap(std::size_t delta) {
-    // The index addresses blocks relative to the first one; past its span
-    // the heap stops growing and requests fall back to mmap.
+  // One sbrk(delta), or nothing when the heap would pass the index's span
+  // (rule 14: treated as a failed call). The bytes are no access until
+  // handed out.
+  std::byte* sbrk(std::size_t delta) {
     if (heap_lo_ != nullptr &&
         delta > Config::FreeIndex::kMaxSpan - static_cast<std::size_t>(heap_hi_ - heap_lo_)) {
-      return Growth::Failed;
+      return nullptr;
     }
     ++sbrk_calls_;
     void* r = source_.extend(static_cast<std::intptr_t>(delta));
-    if (r == nullptr) return Growth::Failed;
-    tool::no_access(r, delta);  // not the user's until handed out
-    auto* old = static_cast<std::byte*>(r);
-    BlockMeta* tail = list_.tail();
-    const OpenHeader open_tail(tail);
-    if (tail != nullptr && old == tail->end()) {
-      heap_bytes_ += delta;
-      if (old + delta > heap_hi_) heap_hi_ = old + delta;
-      return Growth::Contiguous;
-    }
-    adopt_segment(old, old + delta);
-    return Growth::NewSegment;
+    if (r == nullptr) return nullptr;
+    tool::no_access(r, delta);
+    return static_cast<std::byte*>(r);
   }
 
-  void adopt_segment(std::byte* lo, std::byte* hi) {
-    if (heap_lo_ != nullptr && lo < heap_hi_) fail(ErrorKind::ForeignBreak, lo);
+  // Our sbrk returned `r`: it must not lie inside the heap (rule 8).
+  void claim_break(std::byte* r, std::size_t delta) {
+    if (heap_lo_ != nullptr && r < heap_hi_) fail(ErrorKind::ForeignBreak, r);
+    if (r + delta > heap_hi_) heap_hi_ = r + delta;
+  }
+
+  // Rule 5: the first sbrk starts the first segment, realigned (rule 8).
+  bool preallocate() {
+    const std::size_t delta = Config::kHeapPrealloc;
+    std::byte* lo = sbrk(delta);
+    if (lo == nullptr) return false;
+    claim_break(lo, delta);
+    std::byte* hi = lo + delta;
     const auto hi_addr = reinterpret_cast<std::uintptr_t>(hi);
     if (!is_aligned8(hi_addr)) {
       // Put the break back on an 8-byte boundary, so the next contiguous
       // sbrk keeps blocks aligned.
       const std::size_t pad = kAlignment - (hi_addr & (kAlignment - 1));
-      ++sbrk_calls_;
-      void* r = source_.extend(static_cast<std::intptr_t>(pad));
-      if (r != nullptr) tool::no_access(r, pad);
+      std::byte* r = sbrk(pad);
       if (r == hi) {
         hi += pad;
-      } else if (r != nullptr && static_cast<std::byte*>(r) + pad > heap_hi_) {
-        heap_hi_ = static_cast<std::byte*>(r) + pad;  // stray bytes, left unused
+        heap_hi_ = hi;
+      } else if (r != nullptr) {
+        claim_break(r, pad);  // stray bytes, left unused
       }
     }
-    if (hi > heap_hi_) heap_hi_ = hi;
-    auto* start = reinterpret_cast<std::byte*>(align8(reinterpret_cast<std::uintptr_t>(lo)));
+    if (heap_lo_ == nullptr) heap_lo_ = align_up(lo);
+    leave_chunk(lo, hi);
+    return true;
+  }
+
+  // Rules 6b-6e and 12: sbrk(delta) to give a request of `need` room.
+  // Contiguous: the new bytes start where the last block ends and the
+  // caller puts them to use. Otherwise someone else moved the break: the
+  // bytes start a segment that, completed by at most one more sbrk, holds
+  // exactly the requested block (ALLOC, returned in `fresh`, last on the
+  // list). Searching again would let every later growth pay for the gap.
+  Growth grow(std::size_t delta, std::size_t need, BlockMeta*& fresh) {
+    std::byte* r = sbrk(delta);
+    if (r == nullptr) return Growth::Failed;
+    BlockMeta* tail = list_.tail();
+    const OpenHeader open_tail(tail);
+    if (tail != nullptr && r == tail->end()) {
+      heap_bytes_ += delta;
+      if (r + delta > heap_hi_) heap_hi_ = r + delta;
+      return Growth::Contiguous;
+    }
+    claim_break(r, delta);
+    std::byte* brk = r + delta;
+    std::byte* start = align_up(r);
+    std::byte* end = start + kHeaderSize + need;
+    if (end > brk) {
+      // One call both completes the segment and realigns the break.
+      const auto more = static_cast<std::size_t>(end - brk);
+      std::byte* r2 = sbrk(more);
+      if (r2 != nullptr) claim_break(r2, more);
+      if (r2 != brk) {
+        leave_chunk(r, brk);
+        if (r2 != nullptr) leave_chunk(r2, r2 + more);
+        return Growth::SegmentFailed;
+      }
+    }
+    if (static_cast<std::size_t>(end - heap_lo_) > Config::FreeIndex::kMaxSpan) {
+      leave_chunk(r, end);  // past the span: left unused
+      return Growth::SegmentFailed;
+    }
+    fresh = BlockMeta::at(start);
+    const OpenHeader open(fresh);
+    fresh->size = need;
+    fresh->status = Status::Alloc;
+    list_.push_back(sealer_, fresh);
+    heap_bytes_ += kHeaderSize + need;
+    ++segments_;
+    return Growth::NewSegment;
+  }
+
+  // Rule 8's leftover chunk [lo, hi), aligned inwards: one FREE block of a
+  // segment of its own when it holds 40 bytes or more (and lies within the
+  // span), else unused.
+  void leave_chunk(std::byte* lo, std::byte* hi) {
+    std::byte* start = align_up(lo);
     auto* end = reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(hi) &
                                              ~std::uintptr_t{kAlignment - 1});
-    if (heap_lo_ == nullptr) heap_lo_ = start;
     if (end <= start || static_cast<std::size_t>(end - start) < kMinSplitRemainder) return;
     if (static_cast<std::size_t>(end - heap_lo_) > Config::FreeIndex::kMaxSpan) return;
     BlockMeta* b = BlockMeta::at(start);
@@ -464,6 +544,10 @@ class Heap {
     index_.insert(sealer_, b);
     heap_bytes_ += static_cast<std::size_t>(end - start);
     ++segments_;
+  }
+
+  static std::byte* align_up(std::byte* p) {
+    return reinterpret_cast<std::byte*>(align8(reinterpret_cast<std::uintptr_t>(p)));
   }
 
   Source& source_;

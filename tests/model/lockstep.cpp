@@ -341,6 +341,15 @@ bool Lockstep::foreign_extend(std::size_t delta) {
   return a;
 }
 
+void Lockstep::foreign_extend_before_sbrk(std::size_t later, std::size_t delta) {
+  note("/* another component calls sbrk(" + std::to_string(delta) + ") just before sbrk call " +
+       std::to_string(later) + " from now */");
+  const std::size_t nth = source_->extend_calls() + later;
+  if (model_.extend_calls() + later != nth) diverge("the source and the model count sbrk calls apart");
+  source_->foreign_extend_before_call(nth, delta);
+  model_.foreign_extend_before_call(nth, delta);
+}
+
 void Lockstep::verify_all() {
   const std::string op = "final verification";
   for (const Live& l : live_) verify_contents(op, l);

@@ -78,6 +78,9 @@ class Lockstep {
   void fail_next_extend();
   void fail_next_map();
   bool foreign_extend(std::size_t delta);
+  // A foreign sbrk of delta just before the engine's `later`-th sbrk call
+  // from now (1 = the next one): it can fall inside one operation.
+  void foreign_extend_before_sbrk(std::size_t later, std::size_t delta);
 
   // Full verification: checker, block lists, every live block's contents.
   void verify_all();

@@ -79,6 +79,7 @@ void Model::reset() {
   map_calls_ = 0;
   fail_extend_.clear();
   fail_map_.clear();
+  foreign_before_.clear();
   next_serial_ = 1;
   live_mapped_bytes_ = 0;
   calls_.clear();
@@ -103,8 +104,17 @@ bool Model::foreign_extend(std::size_t delta) {
   return true;
 }
 
+void Model::foreign_extend_before_call(std::size_t nth, std::size_t delta) {
+  if (foreign_before_.size() < osmem::FakeSource::kMaxScheduled) {
+    foreign_before_.emplace_back(nth, delta);
+  }
+}
+
 std::optional<std::size_t> Model::source_extend(std::size_t delta) {
   ++extend_calls_;
+  for (const auto& [call, foreign] : foreign_before_) {
+    if (call == extend_calls_) foreign_extend(foreign);
+  }
   // FakeSource takes an intptr_t: a delta that does not fit is negative there.
   const bool fail = is_scheduled(fail_extend_, extend_calls_) ||
                     delta > static_cast<std::size_t>(INTPTR_MAX) ||
@@ -228,28 +238,50 @@ void Model::free_heap_block(std::size_t index) {
 }
 
 // ---------------------------------------------------------------------------
-// Segments (rule 8).
+// Segments (rule 8) and growth (rule 6b-6e).
 
-void Model::new_segment(std::size_t returned, std::size_t delta) {
-  // The model's break only ever moves up, so the heap end is never passed
-  // back; the engine's ForeignBreak cannot happen on FakeSource.
-  if (!blocks_.empty() && returned < block_end(blocks_.size() - 1)) {
-    violation("sbrk returned an address below the end of the heap");
-  }
+void Model::first_segment(std::size_t returned, std::size_t delta) {
   const std::size_t start = osmem::align8(returned);
   const std::size_t brk = returned + delta;
   std::size_t stop = brk;
   if (brk % osmem::kAlignment != 0) {
     const std::size_t fix = osmem::kAlignment - brk % osmem::kAlignment;
     const auto r = source_extend(fix);
-    // Nothing can move the break between the two calls in the model, so the
-    // realigning sbrk, when it succeeds, is always contiguous.
     stop = (r && *r == brk) ? brk + fix : brk - brk % osmem::kAlignment;
   }
-  const std::size_t chunk = stop > start ? stop - start : 0;
-  if (chunk < kMinSplit) return;  // too small for a block: left unused
-  blocks_.push_back({start, chunk - kHeader, osmem::Status::Free});
+  leftover_chunk(start, stop);
+}
+
+void Model::leftover_chunk(std::size_t from, std::size_t to) {
+  const std::size_t start = osmem::align8(from);
+  const std::size_t stop = to - to % osmem::kAlignment;
+  if (stop <= start || stop - start < kMinSplit) return;  // too small for a block: unused
+  blocks_.push_back({start, stop - start - kHeader, osmem::Status::Free});
   coalesce(blocks_.size() - 1);
+}
+
+Model::Growth Model::grow(std::size_t delta, std::size_t need, std::size_t* segment_block) {
+  const std::size_t end = block_end(blocks_.size() - 1);
+  const auto r = source_extend(delta);
+  if (!r) return Growth::Failed;  // (e)
+  if (*r == end) return Growth::Contiguous;
+  // (d) A foreign sbrk moved the break. The model's break only ever moves
+  // up, so the engine's ForeignBreak cannot happen on FakeSource.
+  if (*r < end) violation("sbrk returned an address below the end of the heap");
+  const std::size_t start = osmem::align8(*r);
+  const std::size_t seg_end = start + kHeader + need;
+  const std::size_t brk = *r + delta;
+  if (seg_end > brk) {
+    const auto r2 = source_extend(seg_end - brk);  // completes and realigns
+    if (!r2 || *r2 != brk) {
+      leftover_chunk(*r, brk);
+      if (r2) leftover_chunk(*r2, *r2 + (seg_end - brk));
+      return Growth::SegmentFailed;
+    }
+  }
+  blocks_.push_back({start, need, osmem::Status::Alloc});
+  *segment_block = start;
+  return Growth::NewSegment;
 }
 
 // ---------------------------------------------------------------------------
@@ -268,45 +300,45 @@ std::optional<std::size_t> Model::heap_allocate(std::size_t need) {
     const auto r = source_extend(kPrealloc);
     if (!r) return std::nullopt;
     initialised_ = true;
-    new_segment(*r, kPrealloc);
+    first_segment(*r, kPrealloc);
   }
-  for (std::size_t restarts = 0;; ++restarts) {
-    // (a) Best fit: smallest FREE block that fits; the scan goes up in
-    // address order and only a strictly smaller size replaces the pick, so
-    // ties go to the lowest address.
-    std::optional<std::size_t> best;
-    for (std::size_t i = 0; i < blocks_.size(); ++i) {
-      const Block& b = blocks_[i];
-      if (b.status != osmem::Status::Free || b.size < need) continue;
-      if (!best || b.size < blocks_[*best].size) best = i;
-    }
-    if (best) {
-      blocks_[*best].status = osmem::Status::Alloc;
-      const std::size_t offset = blocks_[*best].offset;
-      split(*best, need);
-      return offset;
-    }
+  // (a) Best fit: smallest FREE block that fits; the scan goes up in address
+  // order and only a strictly smaller size replaces the pick, so ties go to
+  // the lowest address.
+  std::optional<std::size_t> best;
+  for (std::size_t i = 0; i < blocks_.size(); ++i) {
+    const Block& b = blocks_[i];
+    if (b.status != osmem::Status::Free || b.size < need) continue;
+    if (!best || b.size < blocks_[*best].size) best = i;
+  }
+  if (best) {
+    blocks_[*best].status = osmem::Status::Alloc;
+    const std::size_t offset = blocks_[*best].offset;
+    split(*best, need);
+    return offset;
+  }
 
-    // (b) / (c): grow at the top of the heap.
-    const std::size_t last = blocks_.size() - 1;
-    const std::size_t end = block_end(last);
-    const bool last_free = blocks_[last].status == osmem::Status::Free;
-    const std::size_t delta = last_free ? need - blocks_[last].size : kHeader + need;
-    const auto r = source_extend(delta);
-    if (!r) return std::nullopt;  // (e)
-    if (*r == end) {
-      if (last_free) {
-        blocks_[last].size = need;
-        blocks_[last].status = osmem::Status::Alloc;
-        return blocks_[last].offset;
-      }
-      blocks_.push_back({end, need, osmem::Status::Alloc});
-      return end;
-    }
-    // (d) A foreign sbrk moved the break: the chunk is a new segment.
-    new_segment(*r, delta);
-    if (restarts == kMaxRestarts) return std::nullopt;
+  // (b) / (c): grow at the top of the heap.
+  const std::size_t last = blocks_.size() - 1;
+  const std::size_t end = block_end(last);
+  const bool last_free = blocks_[last].status == osmem::Status::Free;
+  std::size_t segment_block = 0;
+  switch (grow(last_free ? need - blocks_[last].size : kHeader + need, need, &segment_block)) {
+    case Growth::Failed:
+    case Growth::SegmentFailed:
+      return std::nullopt;  // (d), (e): rule 9
+    case Growth::NewSegment:
+      return segment_block;  // (d): the FREE last block stays as it was
+    case Growth::Contiguous:
+      break;
   }
+  if (last_free) {
+    blocks_[last].size = need;
+    blocks_[last].status = osmem::Status::Alloc;
+    return blocks_[last].offset;
+  }
+  blocks_.push_back({end, need, osmem::Status::Alloc});
+  return end;
 }
 
 // os_malloc with a given mapping threshold (calloc uses the page size).
@@ -361,17 +393,32 @@ void Model::free(Addr p) {
 // ---------------------------------------------------------------------------
 // Realloc (rule 12).
 
-bool Model::grow_last_in_place(std::size_t index, std::size_t need) {
-  const std::size_t end = block_end(index);
-  const std::size_t delta = need - blocks_[index].size;
-  const auto r = source_extend(delta);
-  if (!r) return false;
-  if (*r == end) {
-    blocks_[index].size = need;
-    return true;
+// Rule 12: the last heap block grows in place, or moves into the segment a
+// foreign sbrk started, or (that segment failing) to a mapping; a failed
+// sbrk moves it by os_malloc's rules.
+Addr Model::grow_last(std::size_t index, std::size_t n, std::size_t need) {
+  const std::size_t offset = blocks_[index].offset;
+  std::size_t segment_block = 0;
+  switch (grow(need - blocks_[index].size, need, &segment_block)) {
+    case Growth::Contiguous:
+      blocks_[index].size = need;
+      return Addr::heap(offset + kHeader);
+    case Growth::NewSegment:
+      free_heap_block(*find_block(offset));
+      return Addr::heap(segment_block + kHeader);
+    case Growth::SegmentFailed: {
+      const Addr q = map_block(need);
+      if (q.is_null()) {
+        last_enomem_ = true;
+        return q;
+      }
+      free_heap_block(*find_block(offset));
+      return q;
+    }
+    case Growth::Failed:
+      break;
   }
-  new_segment(*r, delta);
-  return false;
+  return move_heap_block(offset, n);
 }
 
 // Allocate the new block while the old one is still ALLOC, then free the old.
@@ -432,10 +479,7 @@ Addr Model::realloc(Addr p, std::size_t n) {
   }
 
   const bool is_last = i + 1 == blocks_.size();
-  if (is_last) {
-    if (grow_last_in_place(i, need)) return p;
-    return move_heap_block(offset, n);
-  }
+  if (is_last) return grow_last(i, n, need);
 
   if (touches(i) && blocks_[i + 1].status == osmem::Status::Free) {
     // The absorbed neighbour stays absorbed even when it is not enough.
@@ -445,9 +489,7 @@ Addr Model::realloc(Addr p, std::size_t n) {
       split(i, need);
       return p;
     }
-    if (i + 1 == blocks_.size()) {
-      if (grow_last_in_place(i, need)) return p;
-    }
+    if (i + 1 == blocks_.size()) return grow_last(i, n, need);
   }
   return move_heap_block(offset, n);
 }

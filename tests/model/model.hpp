@@ -15,6 +15,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "block.hpp"
@@ -62,9 +63,6 @@ class Model {
  public:
   static constexpr std::size_t kMmapThreshold = 131072;
   static constexpr std::size_t kPrealloc = 131072;
-  // Rule 6d: a heap allocation restarts at most this many times after a
-  // foreign sbrk before it is treated as a failed sbrk.
-  static constexpr std::size_t kMaxRestarts = 8;
 
   explicit Model(osmem::FakeLimits limits = {}, std::size_t page_size = 4096);
 
@@ -90,6 +88,9 @@ class Model {
   void fail_next_map() { fail_map_call(map_calls_ + 1); }
   // Moves the simulated break; false (and no change) past the heap capacity.
   bool foreign_extend(std::size_t delta);
+  // foreign_extend(delta) just before the nth extend call, like FakeSource.
+  void foreign_extend_before_call(std::size_t nth, std::size_t delta);
+  std::size_t extend_calls() const { return extend_calls_; }
 
   // Predicted source calls since the last clear_calls()/reset(), in
   // FakeSource's format. Unlike FakeSource's log this one never drops calls.
@@ -131,10 +132,17 @@ class Model {
   // Rules 5 and 6: the header offset of the new ALLOC heap block, or nothing
   // when an sbrk failed (the caller then falls back to rule 9).
   std::optional<std::size_t> heap_allocate(std::size_t need);
-  // Rule 8: turn the chunk [returned, returned + delta) into a new segment.
-  void new_segment(std::size_t returned, std::size_t delta);
-  // Rule 12's in-place growth of the last heap block by sbrk(need - size).
-  bool grow_last_in_place(std::size_t index, std::size_t need);
+  // How a growth of the heap ended (rules 6b-6e).
+  enum class Growth { Contiguous, NewSegment, Failed, SegmentFailed };
+  // sbrk(delta) for a request of need; on NewSegment, *segment_block is the
+  // header offset of the ALLOC block the new segment holds.
+  Growth grow(std::size_t delta, std::size_t need, std::size_t* segment_block);
+  // Rule 8: the preallocation chunk, realigned, as the first segment.
+  void first_segment(std::size_t returned, std::size_t delta);
+  // Rule 8: a leftover chunk [from, to) becomes a FREE block or stays unused.
+  void leftover_chunk(std::size_t from, std::size_t to);
+  // Rule 12's growth of the last heap block; returns the realloc's result.
+  Addr grow_last(std::size_t index, std::size_t n, std::size_t need);
   Addr move_heap_block(std::size_t offset, std::size_t n);
   void split(std::size_t index, std::size_t need);  // rule 7
   void free_heap_block(std::size_t index);          // rules 10 and 11
@@ -154,6 +162,7 @@ class Model {
   std::size_t map_calls_ = 0;
   std::vector<std::size_t> fail_extend_;
   std::vector<std::size_t> fail_map_;
+  std::vector<std::pair<std::size_t, std::size_t>> foreign_before_;  // (call, delta)
   std::size_t next_serial_ = 1;
   std::size_t live_mapped_bytes_ = 0;
   std::vector<osmem::SourceCall> calls_;

@@ -352,7 +352,7 @@ TEST_F(ModelTest, FailedGrowthFallsBackToMmap) {
 }
 
 // ---------------------------------------------------------------------------
-// Rules 6d and 8: foreign sbrk, segments, realignment, the restart limit.
+// Rules 6d and 8: foreign sbrk, segments, realignment, the completing sbrk.
 
 TEST_F(ModelTest, ForeignSbrkBeforeFirstMallocAlignsThePrealloc) {
   ASSERT_TRUE(m.foreign_extend(3));
@@ -379,9 +379,9 @@ TEST_F(ModelTest, ForeignSbrkStartsANewSegmentAndRealigns) {
   m.malloc(131032);  // the whole preallocation, ALLOC
   ASSERT_TRUE(m.foreign_extend(3));
   Addr b;
-  // sbrk(40) lands at 131075: the segment starts at 131080, the break
-  // 131115 is realigned by 5, the 40-byte chunk becomes FREE 8, and the
-  // restarted allocation takes it by best fit.
+  // sbrk(40) lands at 131075: the segment starts at 131080 and must end at
+  // 131080 + 40 = 131120; the break is at 131115, so sbrk(5) completes the
+  // segment (and realigns the break), which holds the ALLOC block.
   EXPECT_EQ(calls_of([&] { b = m.malloc(1); }),
             (Calls{"sbrk(40) -> +0x20003", "sbrk(5) -> +0x2002b"}));
   EXPECT_EQ(b, heap(131112));
@@ -395,29 +395,74 @@ TEST_F(ModelTest, ForeignSbrkStartsANewSegmentAndRealigns) {
   EXPECT_EQ(m.heap_span(), 131072u + 40u);
 }
 
-TEST_F(ModelTest, FailedRealignLeavesTooSmallAChunkAndRestarts) {
+TEST_F(ModelTest, FailedCompletingSbrkLeavesTheSmallChunkAndMaps) {
   m.malloc(131032);  // extend call 1
   ASSERT_TRUE(m.foreign_extend(3));
-  m.fail_extend_call(3);  // the realigning sbrk
+  m.fail_extend_call(3);  // the completing sbrk
   Addr b;
-  // First try: chunk [131080, 131112) is 32 bytes, too small: unused.
-  // Restart: the last block is still the ALLOC one, sbrk(40) again lands at
-  // the unaligned break 131115; this time the realign works.
+  // sbrk(40) lands at 131075; completing the segment fails, so the chunk
+  // [131075, 131115) is a leftover: aligned [131080, 131112) is 32 bytes,
+  // too small for a block, unused. No further sbrk: the request is mapped.
   EXPECT_EQ(calls_of([&] { b = m.malloc(1); }),
-            (Calls{"sbrk(40) -> +0x20003", "sbrk(5) failed", "sbrk(40) -> +0x2002b",
-                   "sbrk(5) -> +0x20053"}));
+            (Calls{"sbrk(40) -> +0x20003", "sbrk(5) failed", "mmap(40) -> #1"}));
+  EXPECT_EQ(b, mapped(1));
+  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131040, kAlloc}}));
+  EXPECT_EQ(m.break_offset(), 131115u);
+  // The next growth finds the break at 131115, not at the last block's end
+  // 131072: a foreign move again (rule 6d), two calls, a segment at 131120.
+  EXPECT_EQ(calls_of([&] { b = m.malloc(1); }),
+            (Calls{"sbrk(40) -> +0x2002b", "sbrk(5) -> +0x20053"}));
   EXPECT_EQ(b, heap(131152));
-  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131040, kAlloc}, {131120, 8, kAlloc}}));
-  EXPECT_EQ(m.break_offset(), 131160u);
+  // And the one after that is contiguous with it: one call.
+  EXPECT_EQ(calls_of([&] { b = m.malloc(1); }), (Calls{"sbrk(40) -> +0x20058"}));
+  EXPECT_EQ(b, heap(131192));
+  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131040, kAlloc},
+                                                 {131120, 8, kAlloc},
+                                                 {131160, 8, kAlloc}}));
+  EXPECT_EQ(m.break_offset(), 131200u);
+}
+
+TEST_F(ModelTest, CompletingSbrkThatIsNotContiguousEitherMaps) {
+  m.malloc(131032);  // extend call 1
+  ASSERT_TRUE(m.foreign_extend(3));
+  m.foreign_extend_before_call(3, 100);  // between the two calls of the malloc
+  Addr b;
+  // sbrk(40) lands at 131075 (break 131115); the break moves to 131215;
+  // sbrk(5) lands there: both chunks are leftovers too small for a block.
+  EXPECT_EQ(calls_of([&] { b = m.malloc(1); }),
+            (Calls{"sbrk(40) -> +0x20003", "sbrk(5) -> +0x2008f", "mmap(40) -> #1"}));
+  EXPECT_EQ(b, mapped(1));
+  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131040, kAlloc}}));
+  EXPECT_EQ(m.break_offset(), 131220u);
+  EXPECT_EQ(calls_of([&] { b = m.malloc(1); }),
+            (Calls{"sbrk(40) -> +0x20094", "sbrk(4) -> +0x200bc"}));
+  EXPECT_EQ(b, heap(131256));
+}
+
+TEST_F(ModelTest, LeftoverChunksLargeEnoughBecomeFreeBlocks) {
+  m.malloc(131032);  // extend call 1
+  ASSERT_TRUE(m.foreign_extend(3));
+  m.foreign_extend_before_call(3, 5);
+  Addr b;
+  // need 200: sbrk(232) lands at 131075 (break 131307); the break moves to
+  // 131312; the completing sbrk(5) lands there. Leftovers: [131080, 131304)
+  // becomes FREE 192; [131312, 131317) holds no aligned 40 bytes.
+  EXPECT_EQ(calls_of([&] { b = m.malloc(200); }),
+            (Calls{"sbrk(232) -> +0x20003", "sbrk(5) -> +0x200f0", "mmap(232) -> #1"}));
+  EXPECT_EQ(b, mapped(1));
+  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131040, kAlloc}, {131080, 192, kFree}}));
+  // Best fit uses it.
+  EXPECT_EQ(calls_of([&] { b = m.malloc(192); }), Calls{});
+  EXPECT_EQ(b, heap(131112));
 }
 
 TEST_F(ModelTest, ForeignSbrkUnderAFreeLastBlockUsesTheNewSegment) {
   m.malloc(130960);  // FREE 48 at 130992 is the last block
   ASSERT_TRUE(m.foreign_extend(8));
   Addr b;
-  // need 200: sbrk(152) lands at 131080, not at 131072: the 152-byte chunk
-  // becomes FREE 120 at 131080 and is the new last block; the restart grows
-  // it by sbrk(80), which is contiguous.
+  // need 200: sbrk(152) lands at 131080, not at 131072: a segment from
+  // 131080 to 131080 + 232, completed by sbrk(80), holds the ALLOC block;
+  // the FREE 48 stays as it was.
   EXPECT_EQ(calls_of([&] { b = m.malloc(200); }),
             (Calls{"sbrk(152) -> +0x20008", "sbrk(80) -> +0x200a0"}));
   EXPECT_EQ(b, heap(131112));
@@ -425,25 +470,22 @@ TEST_F(ModelTest, ForeignSbrkUnderAFreeLastBlockUsesTheNewSegment) {
             (std::vector<Block>{{0, 130960, kAlloc}, {130992, 48, kFree}, {131080, 200, kAlloc}}));
 }
 
-TEST_F(ModelTest, RestartsStopAfterEightAndFallBack) {
+TEST_F(ModelTest, ForeignSbrkUnderATinyFreeLastBlockCostsTwoCallsAndKeepsIt) {
   m.malloc(131000);  // FREE 8 at 131032 is the last block
   ASSERT_TRUE(m.foreign_extend(8));
   Addr b;
-  // need 16: every sbrk(8) lands past the last block's end, and an 8-byte
-  // chunk is too small to be a block, so each try fails the same way: the
-  // first try plus 8 restarts, then the fallback.
-  Calls expected;
-  for (std::size_t k = 0; k < 9; ++k) {
-    const std::size_t at = 131080 + 8 * k;
-    std::ostringstream os;
-    os << "sbrk(8) -> +0x" << std::hex << at;
-    expected.push_back(os.str());
-  }
-  expected.push_back("mmap(48) -> #1");
-  EXPECT_EQ(calls_of([&] { b = m.malloc(16); }), expected);
-  EXPECT_EQ(b, mapped(1));
-  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131000, kAlloc}, {131032, 8, kFree}}));
-  EXPECT_EQ(m.break_offset(), 131080u + 72u);
+  // need 16: sbrk(8) lands at 131080, an 8-byte chunk; sbrk(40) completes a
+  // segment [131080, 131128) holding the block. No restart, no mapping.
+  EXPECT_EQ(calls_of([&] { b = m.malloc(16); }),
+            (Calls{"sbrk(8) -> +0x20008", "sbrk(40) -> +0x20010"}));
+  EXPECT_EQ(b, heap(131112));
+  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131000, kAlloc},
+                                                 {131032, 8, kFree},
+                                                 {131080, 16, kAlloc}}));
+  EXPECT_EQ(m.break_offset(), 131128u);
+  // The FREE 8 is still there for best fit.
+  EXPECT_EQ(calls_of([&] { b = m.malloc(8); }), Calls{});
+  EXPECT_EQ(b, heap(131064));
 }
 
 TEST_F(ModelTest, ForeignExtendPastCapacityChangesNothing) {
@@ -666,14 +708,29 @@ TEST_F(ModelTest, ReallocOfTheLastBlockMovesIntoTheForeignSegment) {
   const Addr b = m.malloc(8);
   ASSERT_TRUE(m.foreign_extend(8));
   Addr r;
-  // sbrk(96) lands at 131080: the chunk is a new segment (FREE 64), too small
-  // for 104, so the move grows it as the FREE last block.
+  // sbrk(96) lands at 131080: a segment [131080, 131216), completed by
+  // sbrk(40), holds the moved block (no search).
   EXPECT_EQ(calls_of([&] { r = m.realloc(b, 100); }),
             (Calls{"sbrk(96) -> +0x20008", "sbrk(40) -> +0x20068"}));
   EXPECT_EQ(r, heap(131112));
   // The old block, freed, does not touch the new segment.
   EXPECT_EQ(m.heap_blocks(),
             (std::vector<Block>{{0, 131000, kAlloc}, {131032, 8, kFree}, {131080, 104, kAlloc}}));
+}
+
+TEST_F(ModelTest, ReallocOfTheLastBlockMapsWhenTheForeignSegmentFails) {
+  m.malloc(131000);
+  const Addr b = m.malloc(8);
+  ASSERT_TRUE(m.foreign_extend(8));
+  m.fail_extend_call(3);  // the completing sbrk
+  Addr r;
+  // sbrk(96) lands at 131080; completing the segment fails: the chunk is a
+  // leftover (FREE 64), and the block moves to a mapping, no more sbrk.
+  EXPECT_EQ(calls_of([&] { r = m.realloc(b, 100); }),
+            (Calls{"sbrk(96) -> +0x20008", "sbrk(40) failed", "mmap(136) -> #1"}));
+  EXPECT_EQ(r, mapped(1));
+  EXPECT_EQ(m.heap_blocks(),
+            (std::vector<Block>{{0, 131000, kAlloc}, {131032, 8, kFree}, {131080, 64, kFree}}));
 }
 
 TEST_F(ModelTest, ReallocMoveFailingEverywhereKeepsTheBlock) {
