@@ -286,8 +286,8 @@ TEST(Rule10Segments, ForeignSbrkStartsANewAlignedSegment) {
   ls.malloc(kChunk - H - 8);            // the whole preallocation, in use
   ASSERT_TRUE(ls.foreign_extend(100));  // break now at 131172, unaligned
   long b = ls.malloc(1000);
-  // sbrk(32 + 1000) lands at 131172: a new segment from 131176, the break
-  // realigned with sbrk(4), and the search restarted on the new free block.
+  // sbrk(32 + 1000) lands at 131172: a new segment from 131176 that must
+  // end at 131176 + 1032; sbrk(4) completes it (and realigns the break).
   expect_calls(ls, {sbrk(H + 1000, kChunk + 100), sbrk(4, kChunk + 100 + H + 1000)});
   EXPECT_EQ(ls.offset(static_cast<std::size_t>(b)), kChunk + 104 + H);
   EXPECT_EQ(header(ls, b).size, 1000u);
@@ -298,6 +298,146 @@ TEST(Rule10Segments, ForeignSbrkStartsANewAlignedSegment) {
   ls.engine().stats(&st);
   EXPECT_EQ(st.heap_segments, 2u);
   EXPECT_EQ(st.free_blocks, 2u);
+}
+
+// ---- rule 6d: a foreign sbrk during growth costs one segment, not a tax -----------
+
+// os_malloc(100); sbrk(3); os_malloc(130912), then 99 more: each request
+// after the foreign move is served on the heap, the first with two sbrk
+// calls and every later one with one, and the FREE old tail stays usable.
+TEST(Rule6dForeignSbrk, OneForeignMoveThenAHundredGrowthsCostTwoCallsThenOneEach) {
+  Lockstep::Options options;
+  options.full_every = 10;  // 13 MB of live blocks: verify all every 10 steps
+  Lockstep ls(options);
+  ls.malloc(100);  // ALLOC 104 at 0, FREE 130904 at 136 (the last block)
+  expect_calls(ls, {sbrk(kChunk, 0)});
+  ASSERT_TRUE(ls.foreign_extend(3));  // break at 131075
+  const std::size_t need = 130912;
+  long b = ls.malloc(need);
+  // The FREE tail (130904) is 8 short: sbrk(8) lands at 131075, not at its
+  // end 131072. The segment starts at 131080 and must end at
+  // 131080 + 32 + 130912 = 262024; the break is at 131083: sbrk(130941).
+  expect_calls(ls, {sbrk(8, kChunk + 3), sbrk(130941, kChunk + 11)});
+  EXPECT_EQ(ls.offset(static_cast<std::size_t>(b)), kChunk + 8 + H);
+  EXPECT_EQ(header(ls, b).size, need);
+  EXPECT_EQ(header(ls, b).status, Status::Alloc);
+  std::size_t brk = 262024;
+  EXPECT_EQ(ls.source().break_offset(), brk);
+  for (int k = 0; k < 99; ++k) {
+    b = ls.malloc(need);
+    // Best fit finds nothing (the FREE tail is 130904); the last block is
+    // the ALLOC one the break follows: one contiguous sbrk(32 + need).
+    expect_calls(ls, {sbrk(H + need, brk)});
+    EXPECT_EQ(ls.offset(static_cast<std::size_t>(b)), brk + H) << "request " << k + 2;
+    brk += H + need;
+  }
+  EXPECT_EQ(brk, 13225480u);
+  EXPECT_EQ(ls.source().break_offset(), brk);
+  struct os_heap_stats st;
+  ls.engine().stats(&st);
+  EXPECT_EQ(st.sbrk_calls, 1u + 2u + 99u);
+  EXPECT_EQ(st.mmap_calls, 0u);
+  EXPECT_EQ(st.mapped_blocks, 0u);
+  EXPECT_EQ(st.heap_segments, 2u);
+  EXPECT_EQ(st.free_blocks, 1u);
+  // The old FREE tail is still found by best fit, with no system call.
+  long c = ls.malloc(130904);
+  expect_calls(ls, {});
+  EXPECT_EQ(ls.offset(static_cast<std::size_t>(c)), 136 + H);
+  ls.verify_all();
+}
+
+// The completing sbrk fails: the foreign chunk is a leftover too small for a
+// block, and the request is mapped. The next growth sees a break that is not
+// the last block's end (a foreign move again: two calls); the one after it
+// continues that segment (one call).
+TEST(Rule6dForeignSbrk, UnusableSmallChunkThenTwoMoreGrowths) {
+  Lockstep ls;
+  ls.malloc(kChunk - H - 8);  // the whole preallocation, ALLOC 131040
+  ASSERT_TRUE(ls.foreign_extend(3));
+  ls.fail_extend_later(2);  // the completing sbrk
+  long a = ls.malloc(1);
+  // sbrk(40) lands at 131075; completing [131080, 131120) needs sbrk(5).
+  expect_calls(ls, {sbrk(H + 8, kChunk + 3), sbrk_fails(5), mmap(H + 8, 1)});
+  EXPECT_EQ(header(ls, a).status, Status::Mapped);
+  EXPECT_EQ(ls.engine().blocks().tail(), ls.engine().blocks().head());  // [131080, 131112): unused
+  long b = ls.malloc(1);
+  expect_calls(ls, {sbrk(H + 8, kChunk + 43), sbrk(5, kChunk + 83)});
+  EXPECT_EQ(ls.offset(static_cast<std::size_t>(b)), kChunk + 48 + H);
+  long c = ls.malloc(1);
+  expect_calls(ls, {sbrk(H + 8, kChunk + 88)});
+  EXPECT_EQ(ls.offset(static_cast<std::size_t>(c)), kChunk + 88 + H);
+  struct os_heap_stats st;
+  ls.engine().stats(&st);
+  EXPECT_EQ(st.heap_segments, 2u);
+  EXPECT_EQ(st.heap_blocks, 3u);
+  EXPECT_EQ(st.sbrk_calls, 6u);
+  ls.free_all();
+}
+
+// The break moves again between the two calls: both chunks are leftovers,
+// the request is mapped, and a leftover big enough is a FREE block whose
+// growth serves the next request with one contiguous sbrk.
+TEST(Rule6dForeignSbrk, CompletingSbrkNotContiguousLeavesChunksAndMaps) {
+  Lockstep ls;
+  ls.malloc(100);  // FREE 130904 at 136 is the last block
+  ASSERT_TRUE(ls.foreign_extend(3));
+  ls.foreign_extend_before_sbrk(2, 64);
+  long a = ls.malloc(130912);
+  // sbrk(8) at 131075 (break 131083); the break moves to 131147; the
+  // completing sbrk(130941) lands there. Leftovers: [131080, 131083) holds
+  // nothing; [131147, 262088) aligns to [131152, 262088): FREE 130904.
+  expect_calls(ls, {sbrk(8, kChunk + 3), sbrk(130941, kChunk + 75), mmap(130912 + H, 1)});
+  EXPECT_EQ(header(ls, a).status, Status::Mapped);
+  const BlockMeta tail = read_header(ls.engine().blocks().tail());
+  EXPECT_EQ(tail.status, Status::Free);
+  EXPECT_EQ(tail.size, 130904u);
+  long b = ls.malloc(130912);
+  // That FREE block is now the last one and the break is at its end.
+  expect_calls(ls, {sbrk(8, 262088)});
+  EXPECT_EQ(ls.offset(static_cast<std::size_t>(b)), kChunk + 80 + H);
+  ls.free_all();
+}
+
+// A foreign sbrk as the first call of a growth, then the completing call
+// fails: the first chunk is a leftover; no third sbrk is made.
+TEST(Rule6dForeignSbrk, NoThirdSbrkWhenTheCompletingOneFails) {
+  Lockstep ls;
+  ls.malloc(100);
+  ASSERT_TRUE(ls.foreign_extend(8));
+  ls.fail_extend_later(2);
+  long a = ls.malloc(130912);
+  expect_calls(ls, {sbrk(8, kChunk + 8), sbrk_fails(130944 - 8), mmap(130912 + H, 1)});
+  EXPECT_EQ(header(ls, a).status, Status::Mapped);
+  // The break (131088) is not the last block's end: the next growth is a
+  // foreign move again, two calls.
+  long b = ls.malloc(130912);
+  expect_calls(ls, {sbrk(8, kChunk + 16), sbrk(130936, kChunk + 24)});
+  EXPECT_EQ(ls.offset(static_cast<std::size_t>(b)), kChunk + 16 + H);
+  ls.free_all();
+}
+
+// Rule 12: the last block's growth after a foreign sbrk moves the block into
+// the new segment (two calls); when completing it fails, to a mapping.
+TEST(Rule6dForeignSbrk, ReallocOfTheLastBlockMovesIntoTheNewSegment) {
+  Lockstep ls;
+  ls.malloc(kChunk - H - 8);  // ALLOC 131040, the whole preallocation
+  long b = ls.malloc(10);     // can only grow: sbrk(48) contiguous, ALLOC 16
+  expect_calls(ls, {sbrk(H + 16, kChunk)});
+  ASSERT_TRUE(ls.foreign_extend(5));  // break at 131125
+  long r = ls.realloc(static_cast<std::size_t>(b), 1000);
+  // sbrk(1000 - 16) lands at 131125; the segment [131128, 131128 + 1032)
+  // needs 131128 + 1032 - 132109 = 51 more.
+  expect_calls(ls, {sbrk(984, kChunk + 53), sbrk(51, kChunk + 53 + 984)});
+  EXPECT_EQ(ls.offset(static_cast<std::size_t>(r)), kChunk + 56 + H);
+  EXPECT_EQ(header(ls, r).size, 1000u);
+  ASSERT_TRUE(ls.foreign_extend(8));
+  ls.fail_extend_later(2);
+  r = ls.realloc(static_cast<std::size_t>(r), 2000);
+  expect_calls(
+      ls, {sbrk(1000, kChunk + 56 + H + 1000 + 8), sbrk_fails(2000 + H - 1000), mmap(2000 + H, 1)});
+  EXPECT_EQ(header(ls, r).status, Status::Mapped);
+  ls.free_all();
 }
 
 // ---- rule 11: free ---------------------------------------------------------------

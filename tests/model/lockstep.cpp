@@ -327,6 +327,15 @@ void Lockstep::fail_next_extend() {
   model_.fail_next_extend();
 }
 
+void Lockstep::fail_extend_later(std::size_t later) {
+  note("/* sbrk call " + std::to_string(later) + " from now fails */");
+  const std::size_t nth = source_->extend_calls() + later;
+  if (model_.extend_calls() + later != nth)
+    diverge("the source and the model count sbrk calls apart");
+  source_->fail_extend_call(nth);
+  model_.fail_extend_call(nth);
+}
+
 void Lockstep::fail_next_map() {
   note("/* the next mmap fails */");
   source_->fail_next_map();
@@ -345,7 +354,8 @@ void Lockstep::foreign_extend_before_sbrk(std::size_t later, std::size_t delta) 
   note("/* another component calls sbrk(" + std::to_string(delta) + ") just before sbrk call " +
        std::to_string(later) + " from now */");
   const std::size_t nth = source_->extend_calls() + later;
-  if (model_.extend_calls() + later != nth) diverge("the source and the model count sbrk calls apart");
+  if (model_.extend_calls() + later != nth)
+    diverge("the source and the model count sbrk calls apart");
   source_->foreign_extend_before_call(nth, delta);
   model_.foreign_extend_before_call(nth, delta);
 }

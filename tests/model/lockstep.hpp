@@ -76,6 +76,8 @@ class Lockstep {
 
   // Fault injection, on both sides.
   void fail_next_extend();
+  // The engine's `later`-th sbrk call from now fails (1 = the next one).
+  void fail_extend_later(std::size_t later);
   void fail_next_map();
   bool foreign_extend(std::size_t delta);
   // A foreign sbrk of delta just before the engine's `later`-th sbrk call

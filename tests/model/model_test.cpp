@@ -416,9 +416,8 @@ TEST_F(ModelTest, FailedCompletingSbrkLeavesTheSmallChunkAndMaps) {
   // And the one after that is contiguous with it: one call.
   EXPECT_EQ(calls_of([&] { b = m.malloc(1); }), (Calls{"sbrk(40) -> +0x20058"}));
   EXPECT_EQ(b, heap(131192));
-  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131040, kAlloc},
-                                                 {131120, 8, kAlloc},
-                                                 {131160, 8, kAlloc}}));
+  EXPECT_EQ(m.heap_blocks(),
+            (std::vector<Block>{{0, 131040, kAlloc}, {131120, 8, kAlloc}, {131160, 8, kAlloc}}));
   EXPECT_EQ(m.break_offset(), 131200u);
 }
 
@@ -479,9 +478,8 @@ TEST_F(ModelTest, ForeignSbrkUnderATinyFreeLastBlockCostsTwoCallsAndKeepsIt) {
   EXPECT_EQ(calls_of([&] { b = m.malloc(16); }),
             (Calls{"sbrk(8) -> +0x20008", "sbrk(40) -> +0x20010"}));
   EXPECT_EQ(b, heap(131112));
-  EXPECT_EQ(m.heap_blocks(), (std::vector<Block>{{0, 131000, kAlloc},
-                                                 {131032, 8, kFree},
-                                                 {131080, 16, kAlloc}}));
+  EXPECT_EQ(m.heap_blocks(),
+            (std::vector<Block>{{0, 131000, kAlloc}, {131032, 8, kFree}, {131080, 16, kAlloc}}));
   EXPECT_EQ(m.break_offset(), 131128u);
   // The FREE 8 is still there for best fit.
   EXPECT_EQ(calls_of([&] { b = m.malloc(8); }), Calls{});
