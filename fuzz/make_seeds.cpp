@@ -241,6 +241,12 @@ std::vector<Scenario> fault_scenarios() {
        {malloc_(131008), malloc_(100), foreign(8), realloc_(1, 300), realloc_(0, 131016)}},
       {"r08_foreign_realign_fails",
        {malloc_(131008), foreign(3), fail_sbrk(), malloc_(100), malloc_(100)}},
+      // Rule 6d: the foreign move leaves an 8-byte chunk under a FREE last
+      // block; a second sbrk completes the segment, the next two growths
+      // continue it, and the FREE block still serves a request it fits.
+      {"r06d_foreign_small_chunk_two_growths",
+       {malloc_(100), foreign(3), malloc_(130912), malloc_(130912), malloc_(130912),
+        malloc_(130904)}},
       // Capacity: sbrk refused past 8 MiB (fallback to mmap), mmap past 64.
       {"capacity_heap",
        [] {
