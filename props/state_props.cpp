@@ -45,6 +45,7 @@ struct Program {
   // FakeSource keeps at most kMaxScheduled scheduled failures per kind.
   unsigned sbrk_failures = 0;
   unsigned mmap_failures = 0;
+  unsigned foreign_scheduled = 0;
 
   // A bool, not a pointer compared with nullptr: RapidCheck's RC_PRE prints
   // its operands, and printing a nullptr_t throws std::logic_error in this
@@ -305,6 +306,20 @@ struct FailNextSbrk : Command {
   void show(std::ostream& os) const override { os << "/* the next sbrk fails */"; }
 };
 
+// The sbrk after the next fails: after a foreign sbrk, that is the call
+// completing the new segment (rule 6d).
+struct FailSecondNextSbrk : Command {
+  explicit FailSecondNextSbrk(const Program&) {}
+  void checkPreconditions(const Program& s) const override {
+    RC_PRE(s.sbrk_failures < FakeSource::kMaxScheduled);
+  }
+  void apply(Program& s) const override { ++s.sbrk_failures; }
+  void run(const Program&, Machine& m) const override {
+    guarded([&] { m.ls().fail_extend_later(2); });
+  }
+  void show(std::ostream& os) const override { os << "/* the sbrk after the next fails */"; }
+};
+
 struct FailNextMmap : Command {
   explicit FailNextMmap(const Program&) {}
   void checkPreconditions(const Program& s) const override {
@@ -333,13 +348,35 @@ struct ForeignSbrk : Command {
   }
 };
 
+// Another component moves the break just before the engine's second sbrk
+// from now: inside one operation, between a growth and its completing call.
+struct ForeignSbrkBetweenCalls : Command {
+  std::size_t delta = 0;
+  explicit ForeignSbrkBetweenCalls(const Program&)
+      : delta(*rc::gen::weightedOneOf<std::size_t>({
+            {2, rc::gen::inRange<std::size_t>(1, 8)},
+            {1, rc::gen::inRange<std::size_t>(1, 70000)},
+        })) {}
+  void checkPreconditions(const Program& s) const override {
+    RC_PRE(s.foreign_scheduled < FakeSource::kMaxScheduled);
+  }
+  void apply(Program& s) const override { ++s.foreign_scheduled; }
+  void run(const Program&, Machine& m) const override {
+    guarded([&] { m.ls().foreign_extend_before_sbrk(2, delta); });
+  }
+  void show(std::ostream& os) const override {
+    os << "/* another component calls sbrk(" << delta << ") just before the sbrk after the next */";
+  }
+};
+
 // The mix: mostly allocation and release (so the heap fragments), with
 // fault injection and foreign sbrk now and then. Listing a command twice
 // doubles its weight.
 auto commands() {
   return rc::state::gen::execOneOfWithArgs<Malloc, Malloc, Malloc, Malloc, Calloc, Realloc, Realloc,
                                            Realloc, ReallocNull, ReallocFreed, Free, Free, Free,
-                                           Free, FailNextSbrk, FailNextMmap, ForeignSbrk>();
+                                           Free, FailNextSbrk, FailNextMmap, ForeignSbrk,
+                                           FailSecondNextSbrk, ForeignSbrkBetweenCalls>();
 }
 
 void run_program(double scale) {
