@@ -211,16 +211,62 @@ inline void dump_header(LineBuffer& line, const char* label, const BlockMeta* b,
       .text("\n");
   line.flush(fd);
 }
+
+// One dump line per block, in the format docs/heap-dump.md specifies (the
+// `osmem` command parses it): key=value fields, so fields can be added.
+struct DumpTotals {
+  std::size_t blocks = 0, alloc = 0, free = 0, mapped = 0;
+  std::size_t alloc_bytes = 0, free_bytes = 0, largest_free = 0, mapped_bytes = 0;
+
+  void count(const BlockMeta* b) {
+    ++blocks;
+    switch (b->status) {
+      case Status::Alloc:
+        ++alloc;
+        alloc_bytes += b->size;
+        break;
+      case Status::Free:
+        ++free;
+        free_bytes += b->size;
+        if (b->size > largest_free) largest_free = b->size;
+        break;
+      case Status::Mapped:
+        ++mapped;
+        mapped_bytes += b->size;
+        break;
+    }
+  }
+};
+
+inline void dump_block(LineBuffer& line, const BlockMeta* b, DumpTotals& totals, int fd) {
+  const OpenHeader open(b);
+  line.text("block user=")
+      .hex(reinterpret_cast<std::uintptr_t>(b->payload()))
+      .text(" header=")
+      .hex(addr_of(b))
+      .text(" size=")
+      .dec(b->size)
+      .text(" status=")
+      .text(status_name(b->status))
+      .text(" prev=")
+      .hex(reinterpret_cast<std::uintptr_t>(b->prev))
+      .text(" next=")
+      .hex(reinterpret_cast<std::uintptr_t>(b->next))
+      .text("\n");
+  line.flush(fd);
+  totals.count(b);
+}
 }  // namespace detail
 
 template <MemorySource Source, class Config>
 void Heap<Source, Config>::dump(int fd) const {
   LineBuffer line;
-  line.text("heap: span ")
+  detail::DumpTotals totals;
+  line.text("heap version=1 span=")
       .dec(heap_bytes_)
-      .text(" bytes in ")
+      .text(" segments=")
       .dec(segments_)
-      .text(" segment(s); mappings: ")
+      .text(" mappings=")
       .dec(mapped_.count())
       .text("\n");
   line.flush(fd);
@@ -228,12 +274,12 @@ void Heap<Source, Config>::dump(int fd) const {
   for (const BlockMeta* b = list_.head(); b != nullptr; b = next_of(b)) {
     if (!is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize) ||
         reinterpret_cast<const std::byte*>(b) < prev_end) {
-      line.text("  (list leaves the heap at ").hex(addr_of(b)).text(")\n");
+      line.text("error at=").hex(addr_of(b)).text(" the block list leaves the heap here\n");
       line.flush(fd);
       break;
     }
     prev_end = reinterpret_cast<const std::byte*>(b) + kHeaderSize;
-    detail::dump_header(line, "  ", b, fd);
+    detail::dump_block(line, b, totals, fd);
   }
   // In-order walk of the mapping tree, bounded like the checker's.
   constexpr std::size_t kMaxDepth = 256;
@@ -252,10 +298,28 @@ void Heap<Source, Config>::dump(int fd) const {
     }
     if (depth == 0) break;
     n = stack[--depth];
-    detail::dump_header(line, "  ", n, fd);
+    detail::dump_block(line, n, totals, fd);
     ++printed;
     n = next_of(n);
   }
+  line.text("summary blocks=")
+      .dec(totals.blocks)
+      .text(" alloc=")
+      .dec(totals.alloc)
+      .text(" free=")
+      .dec(totals.free)
+      .text(" mapped=")
+      .dec(totals.mapped)
+      .text(" alloc_bytes=")
+      .dec(totals.alloc_bytes)
+      .text(" free_bytes=")
+      .dec(totals.free_bytes)
+      .text(" largest_free=")
+      .dec(totals.largest_free)
+      .text(" mapped_bytes=")
+      .dec(totals.mapped_bytes)
+      .text("\n");
+  line.flush(fd);
 }
 
 template <MemorySource Source, class Config>

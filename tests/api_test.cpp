@@ -169,18 +169,27 @@ TEST(Api, StatsCountHeapBlocks) {
 }
 
 struct DumpLine {
-  std::uintptr_t address;
+  std::uintptr_t user, address;
   std::size_t size;
   std::string status;
   std::uintptr_t prev, next;
 };
 
+struct DumpSummary {
+  std::size_t blocks, alloc, free, mapped, alloc_bytes, free_bytes, largest_free, mapped_bytes;
+};
+
 struct Dump {
+  unsigned version = 0;
   std::size_t span = 0, segments = 0, mappings = 0;
   std::vector<DumpLine> blocks;
+  DumpSummary summary{};
+  std::size_t summaries = 0;
   std::size_t bad_lines = 0;
 };
 
+// Parses the format of docs/heap-dump.md: a heap line, block lines, a
+// summary line last.
 Dump read_dump() {
   Dump d;
   FILE* f = tmpfile();
@@ -189,22 +198,30 @@ Dump read_dump() {
   os_heap_dump(fileno(f));
   rewind(f);
   char line[512];
-  bool first = true;
+  std::size_t n = 0;
   while (fgets(line, sizeof line, f) != nullptr) {
-    if (first) {
-      first = false;
-      if (sscanf(line, "heap: span %zu bytes in %zu segment(s); mappings: %zu", &d.span,
-                 &d.segments, &d.mappings) != 3) {
+    ++n;
+    DumpLine b{};
+    DumpSummary& s = d.summary;
+    char status[16] = {};
+    if (n == 1) {
+      if (sscanf(line, "heap version=%u span=%zu segments=%zu mappings=%zu\n", &d.version,
+                 &d.span, &d.segments, &d.mappings) != 4) {
         ++d.bad_lines;
       }
-      continue;
-    }
-    DumpLine b{};
-    char status[16] = {};
-    if (sscanf(line, "  0x%" SCNxPTR " size %zu %15s prev 0x%" SCNxPTR " next 0x%" SCNxPTR,
-               &b.address, &b.size, status, &b.prev, &b.next) == 5) {
+    } else if (d.summaries == 0 &&
+               sscanf(line,
+                      "block user=0x%" SCNxPTR " header=0x%" SCNxPTR
+                      " size=%zu status=%15s prev=0x%" SCNxPTR " next=0x%" SCNxPTR,
+                      &b.user, &b.address, &b.size, status, &b.prev, &b.next) == 6) {
       b.status = status;
       d.blocks.push_back(b);
+    } else if (sscanf(line,
+                      "summary blocks=%zu alloc=%zu free=%zu mapped=%zu alloc_bytes=%zu "
+                      "free_bytes=%zu largest_free=%zu mapped_bytes=%zu",
+                      &s.blocks, &s.alloc, &s.free, &s.mapped, &s.alloc_bytes, &s.free_bytes,
+                      &s.largest_free, &s.mapped_bytes) == 8) {
+      ++d.summaries;
     } else {
       ++d.bad_lines;
     }
@@ -224,6 +241,7 @@ TEST(Api, DumpWritesOneLinePerBlock) {
   const struct os_heap_stats st = stats();
   const Dump d = read_dump();
   EXPECT_EQ(d.bad_lines, 0u);
+  EXPECT_EQ(d.version, 1u);
   EXPECT_EQ(d.span, st.heap_span);
   EXPECT_EQ(d.segments, st.heap_segments);
   EXPECT_EQ(d.mappings, st.mapped_blocks);
@@ -232,7 +250,9 @@ TEST(Api, DumpWritesOneLinePerBlock) {
   std::map<std::uintptr_t, DumpLine> by_address;
   for (const DumpLine& l : d.blocks) by_address[l.address] = l;
   auto header = [](void* p) { return reinterpret_cast<std::uintptr_t>(p) - 32; };
+  for (const DumpLine& l : d.blocks) EXPECT_EQ(l.user, l.address + 32);
   ASSERT_TRUE(by_address.count(header(a)));
+  EXPECT_EQ(by_address[header(a)].user, reinterpret_cast<std::uintptr_t>(a));
   EXPECT_EQ(by_address[header(a)].size, 104u);
   EXPECT_EQ(by_address[header(a)].status, "alloc");
   ASSERT_TRUE(by_address.count(header(b)));
@@ -253,7 +273,9 @@ TEST(Api, DumpWritesOneLinePerBlock) {
     ++heap_lines;
     free_lines += l.status == "free" ? 1 : 0;
     EXPECT_EQ(i, heap_lines - 1) << "heap block after a mapping";
-    if (i + 1 < st.heap_blocks) EXPECT_EQ(l.next, d.blocks[i + 1].address);
+    if (i + 1 < st.heap_blocks) {
+      EXPECT_EQ(l.next, d.blocks[i + 1].address);
+    }
   }
   EXPECT_EQ(heap_lines, st.heap_blocks);
   EXPECT_EQ(free_lines, st.free_blocks);
@@ -261,6 +283,24 @@ TEST(Api, DumpWritesOneLinePerBlock) {
   for (std::size_t i = st.heap_blocks + 1; i < d.blocks.size(); ++i) {
     EXPECT_LT(d.blocks[i - 1].address, d.blocks[i].address);
   }
+
+  // The summary line totals the block lines.
+  ASSERT_EQ(d.summaries, 1u);
+  EXPECT_EQ(d.summary.blocks, d.blocks.size());
+  EXPECT_EQ(d.summary.free, st.free_blocks);
+  EXPECT_EQ(d.summary.alloc, st.heap_blocks - st.free_blocks);
+  EXPECT_EQ(d.summary.mapped, st.mapped_blocks);
+  EXPECT_EQ(d.summary.alloc_bytes, st.heap_bytes_in_use);
+  EXPECT_EQ(d.summary.free_bytes, st.heap_bytes_free);
+  std::size_t largest = 0, mapped = 0;
+  for (const DumpLine& l : d.blocks) {
+    if (l.status == "free" && l.size > largest) largest = l.size;
+    if (l.status == "mapped") mapped += l.size;
+  }
+  EXPECT_GE(mapped, 150000u);
+  EXPECT_EQ(d.summary.mapped_bytes, mapped);
+  EXPECT_GE(largest, 64u);
+  EXPECT_EQ(d.summary.largest_free, largest);
   os_free(a);
   os_free(guard);
   os_free(m);
@@ -281,10 +321,10 @@ TEST(Api, DumpToAPipe) {
   const struct os_heap_stats st = stats();
   std::size_t lines = 0;
   for (char c : text) lines += c == '\n' ? 1 : 0;
-  EXPECT_EQ(lines, 1 + st.heap_blocks + st.mapped_blocks) << text;
-  char needle[64];
-  snprintf(needle, sizeof needle, "  0x%" PRIxPTR " size 24 alloc",
-           reinterpret_cast<std::uintptr_t>(p) - 32);
+  EXPECT_EQ(lines, 2 + st.heap_blocks + st.mapped_blocks) << text;
+  char needle[96];
+  snprintf(needle, sizeof needle, "block user=0x%" PRIxPTR " header=0x%" PRIxPTR " size=24 status=alloc",
+           reinterpret_cast<std::uintptr_t>(p), reinterpret_cast<std::uintptr_t>(p) - 32);
   EXPECT_NE(text.find(needle), std::string::npos) << text;
   os_free(p);
 }

@@ -480,7 +480,9 @@ TEST(CheckerGarbage, PlausibleFieldsNeverCrashTheChecker) {
     // FREE), so only survival is asserted here, and that the checker sees
     // every unsealed change.
     const std::size_t n = heap.check(v, 8);
-    if (!heap.sealer().intact(victim)) EXPECT_GE(n, 1u) << "seed " << seed;
+    if (!heap.sealer().intact(victim)) {
+      EXPECT_GE(n, 1u) << "seed " << seed;
+    }
     struct os_heap_stats st;
     heap.stats(&st);
   }
@@ -545,7 +547,9 @@ TEST(CheckerClean, NoViolationsAfterManyRandomOperations) {
       l.p = q;
       l.n = n;
     }
-    if (op % 25 == 0) ASSERT_EQ(heap.check(v, 8), 0u) << "op " << op;
+    if (op % 25 == 0) {
+      ASSERT_EQ(heap.check(v, 8), 0u) << "op " << op;
+    }
   }
   EXPECT_EQ(heap.check(v, 8), 0u);
   for (const Live& l : live) {

@@ -50,8 +50,12 @@ TEST(FreeTree, ClassesAreMonotonicAndExactUpTo4096) {
     const std::size_t c = FreeTree::class_of(s);
     ASSERT_LT(c, FreeTree::kClasses);
     ASSERT_GE(c, prev) << s;
-    if (s <= 4096) ASSERT_EQ(c, s / 8 - 1);
-    if (s <= 4096 && s > 8) ASSERT_EQ(c, prev + 1) << s;
+    if (s <= 4096) {
+      ASSERT_EQ(c, s / 8 - 1);
+    }
+    if (s <= 4096 && s > 8) {
+      ASSERT_EQ(c, prev + 1) << s;
+    }
     prev = c;
   }
   EXPECT_LT(FreeTree::class_of(SIZE_MAX & ~std::size_t{7}), FreeTree::kClasses);

@@ -13,14 +13,61 @@
 #define OSMEM_API
 #endif
 
+/* Allocation attributes, as glibc declares malloc and friends: they let the
+ * compiler's -Wall, -Wstringop-overflow and _FORTIFY_SOURCE checks see the
+ * size of a block (alloc_size), that a new block aliases nothing (malloc),
+ * that dropping the result leaks (warn_unused_result) and, with GCC 11 or
+ * later, that a block goes back through os_free and not free
+ * (-Wmismatched-dealloc). Each is left out on compilers that lack it.
+ * alloc_align does not apply: no os_* call takes an alignment. */
+#if defined(__has_attribute)
+#define OSMEM_HAS_ATTRIBUTE(x) __has_attribute(x)
+#else
+#define OSMEM_HAS_ATTRIBUTE(x) 0
+#endif
+#if OSMEM_HAS_ATTRIBUTE(malloc)
+#define OSMEM_ATTR_MALLOC __attribute__((__malloc__))
+#else
+#define OSMEM_ATTR_MALLOC
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define OSMEM_ATTR_DEALLOC_OS_FREE __attribute__((__malloc__(os_free, 1)))
+#else
+#define OSMEM_ATTR_DEALLOC_OS_FREE
+#endif
+#if OSMEM_HAS_ATTRIBUTE(alloc_size)
+#define OSMEM_ATTR_ALLOC_SIZE(n) __attribute__((__alloc_size__(n)))
+#define OSMEM_ATTR_ALLOC_SIZE2(n, m) __attribute__((__alloc_size__(n, m)))
+#else
+#define OSMEM_ATTR_ALLOC_SIZE(n)
+#define OSMEM_ATTR_ALLOC_SIZE2(n, m)
+#endif
+#if OSMEM_HAS_ATTRIBUTE(warn_unused_result)
+#define OSMEM_ATTR_WARN_UNUSED_RESULT __attribute__((__warn_unused_result__))
+#else
+#define OSMEM_ATTR_WARN_UNUSED_RESULT
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-OSMEM_API void* os_malloc(size_t size);
-OSMEM_API void* os_calloc(size_t nmemb, size_t size);
-OSMEM_API void* os_realloc(void* ptr, size_t size);
+/* Frees a block from os_malloc, os_calloc or os_realloc; NULL is a no-op.
+ * Any other pointer is a fatal error (docs/contract.md). */
 OSMEM_API void os_free(void* ptr);
+
+/* size bytes, 8-aligned, uninitialised. size 0 returns NULL; failure returns
+ * NULL with errno = ENOMEM. */
+OSMEM_API void* os_malloc(size_t size) OSMEM_ATTR_MALLOC OSMEM_ATTR_DEALLOC_OS_FREE
+    OSMEM_ATTR_ALLOC_SIZE(1) OSMEM_ATTR_WARN_UNUSED_RESULT;
+/* nmemb * size zeroed bytes; NULL with errno = ENOMEM on overflow or failure. */
+OSMEM_API void* os_calloc(size_t nmemb, size_t size) OSMEM_ATTR_MALLOC
+    OSMEM_ATTR_DEALLOC_OS_FREE OSMEM_ATTR_ALLOC_SIZE2(1, 2) OSMEM_ATTR_WARN_UNUSED_RESULT;
+/* Resizes ptr's block in place or moves it (docs/contract.md). Not declared
+ * malloc, as realloc is not: the block keeps its old contents, pointers
+ * included. */
+OSMEM_API void* os_realloc(void* ptr, size_t size) OSMEM_ATTR_DEALLOC_OS_FREE
+    OSMEM_ATTR_ALLOC_SIZE(2) OSMEM_ATTR_WARN_UNUSED_RESULT;
 
 /* Runs the full heap checker. Returns 0 when the heap is consistent, else the
  * number of violations found (each is also described on stderr). */
