@@ -34,6 +34,21 @@ int main(void) {
   os_free(a);
   show("everything freed: one FREE block spans the heap");
 
+  /* A fragmented heap (the picture in docs/heapmap.png): blocks of mixed
+   * sizes, every third one freed, beside a live mapping. Best fit fills
+   * holes first, so the heap grows past its first 128 KiB only once they
+   * are used. */
+  enum { kBlocks = 120 };
+  void* blocks[kBlocks];
+  for (int i = 0; i < kBlocks; ++i) blocks[i] = os_malloc(64 + (size_t)(i * 37 % 23) * 96);
+  for (int i = 0; i < kBlocks; i += 3) os_free(blocks[i]);
+  big = os_malloc(160 * 1024);
+  show("fragmented: 120 blocks of 64..2176 bytes, every third freed, one mapping");
+  for (int i = 0; i < kBlocks; ++i) {
+    if (i % 3 != 0) os_free(blocks[i]);
+  }
+  os_free(big);
+
   struct os_heap_stats st;
   os_heap_stats(&st);
   printf("\nsbrk calls %zu, mmap calls %zu, munmap calls %zu, heap check: %d violation(s)\n",

@@ -205,8 +205,8 @@ Dump read_dump() {
     DumpSummary& s = d.summary;
     char status[16] = {};
     if (n == 1) {
-      if (sscanf(line, "heap version=%u span=%zu segments=%zu mappings=%zu\n", &d.version,
-                 &d.span, &d.segments, &d.mappings) != 4) {
+      if (sscanf(line, "heap version=%u span=%zu segments=%zu mappings=%zu\n", &d.version, &d.span,
+                 &d.segments, &d.mappings) != 4) {
         ++d.bad_lines;
       }
     } else if (d.summaries == 0 &&
@@ -323,7 +323,8 @@ TEST(Api, DumpToAPipe) {
   for (char c : text) lines += c == '\n' ? 1 : 0;
   EXPECT_EQ(lines, 2 + st.heap_blocks + st.mapped_blocks) << text;
   char needle[96];
-  snprintf(needle, sizeof needle, "block user=0x%" PRIxPTR " header=0x%" PRIxPTR " size=24 status=alloc",
+  snprintf(needle, sizeof needle,
+           "block user=0x%" PRIxPTR " header=0x%" PRIxPTR " size=24 status=alloc",
            reinterpret_cast<std::uintptr_t>(p), reinterpret_cast<std::uintptr_t>(p) - 32);
   EXPECT_NE(text.find(needle), std::string::npos) << text;
   os_free(p);

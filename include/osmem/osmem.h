@@ -61,8 +61,8 @@ OSMEM_API void os_free(void* ptr);
 OSMEM_API void* os_malloc(size_t size) OSMEM_ATTR_MALLOC OSMEM_ATTR_DEALLOC_OS_FREE
     OSMEM_ATTR_ALLOC_SIZE(1) OSMEM_ATTR_WARN_UNUSED_RESULT;
 /* nmemb * size zeroed bytes; NULL with errno = ENOMEM on overflow or failure. */
-OSMEM_API void* os_calloc(size_t nmemb, size_t size) OSMEM_ATTR_MALLOC
-    OSMEM_ATTR_DEALLOC_OS_FREE OSMEM_ATTR_ALLOC_SIZE2(1, 2) OSMEM_ATTR_WARN_UNUSED_RESULT;
+OSMEM_API void* os_calloc(size_t nmemb, size_t size) OSMEM_ATTR_MALLOC OSMEM_ATTR_DEALLOC_OS_FREE
+    OSMEM_ATTR_ALLOC_SIZE2(1, 2) OSMEM_ATTR_WARN_UNUSED_RESULT;
 /* Resizes ptr's block in place or moves it (docs/contract.md). Not declared
  * malloc, as realloc is not: the block keeps its old contents, pointers
  * included. */

@@ -24,7 +24,9 @@ char* copy(void) {
   return p;
 }
 #elif CASE == 4 /* a dropped result leaks */
-void leak(void) { os_malloc(24); }
+void leak(void) {
+  os_malloc(24);
+}
 #elif CASE == 5 /* an osmem block handed to the C library's free */
 void mismatch(void) {
   void* p = os_malloc(24);
