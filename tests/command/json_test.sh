@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # `osmem dump --format=json` of the demo's dumps: the JSON holds every block
 # line of every dump, and the demo's last dump holds each status.
-#   json_test.sh OSMEM_TOOL DEMO WORK_DIR
+#   json_test.sh PYTHON OSMEM_TOOL DEMO WORK_DIR
 set -euo pipefail
-tool=$1 demo=$2 work=$3
+python=$1 tool=$2 demo=$3 work=$4
 "$demo" >"$work/demo.dump"
 "$tool" dump --format=json "$work/demo.dump" >"$work/demo.json"
 blocks=$(grep -c '^block ' "$work/demo.dump")
 dumps=$(grep -c '^heap ' "$work/demo.dump")
-python3 - "$work/demo.json" "$blocks" "$dumps" <<'PY'
+"$python" - "$work/demo.json" "$blocks" "$dumps" <<'PY'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 blocks, dumps = int(sys.argv[2]), int(sys.argv[3])

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: E402
 
 from .dumpfile import HEADER_SIZE  # noqa: E402
 
@@ -25,7 +26,7 @@ MAX_ROWS = 24
 def human(n):
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n} {unit}" if unit == "B" else f"{n:.3g} {unit}"
         n /= 1024
 
 
@@ -104,7 +105,9 @@ def draw(snapshot, path, row_bytes=None, title=None):
     ax.set_ylim(rows, 0)
     ax.set_yticks([r + 0.5 for r in labels])
     ax.set_yticklabels(labels.values(), fontsize=8, family="monospace")
-    ax.set_xlabel(f"offset in row (bytes; {human(row_bytes)} per row)")
+    ax.xaxis.set_major_locator(MultipleLocator(row_bytes / 8))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: human(int(x))))
+    ax.set_xlabel(f"offset in the row ({human(row_bytes)} per row)")
     ax.tick_params(axis="x", labelsize=8)
 
     s = snapshot.summary
@@ -119,8 +122,7 @@ def draw(snapshot, path, row_bytes=None, title=None):
     handles = [Patch(color=COLOURS[k], label=k.upper()) for k in ("alloc", "free", "mapped")]
     handles.append(Patch(color=HEADER_COLOUR, label=f"header ({HEADER_SIZE} B)"))
     handles.append(Patch(fill=False, edgecolor="#d00000", linewidth=2, label="largest free"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.5 / max(rows, 1) - 0.08 * 24 / max(rows, 4)),
-              ncol=5, fontsize=8, frameon=False)
-    fig.subplots_adjust(left=0.17, right=0.98, top=1 - 70 / height_px, bottom=75 / height_px)
+    fig.legend(handles=handles, loc="upper right", ncol=3, fontsize=8, frameon=False)
+    fig.subplots_adjust(left=0.17, right=0.98, top=1 - 70 / height_px, bottom=50 / height_px)
     fig.savefig(path, dpi=DPI, format="png")
     plt.close(fig)
