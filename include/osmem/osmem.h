@@ -73,7 +73,10 @@ OSMEM_API void* os_realloc(void* ptr, size_t size) OSMEM_ATTR_DEALLOC_OS_FREE
  * number of violations found (each is also described on stderr). */
 OSMEM_API int os_heap_check(void);
 
-/* Writes one line per block (address, size, status) to fd. Uses no heap. */
+/* Writes the heap to fd as text: a "heap" line, one "block" line per block
+ * (user pointer, header address, size, status, links), a "summary" line;
+ * the format is docs/heap-dump.md (read by `osmem heapmap` and `osmem
+ * dump`). Uses no heap. */
 OSMEM_API void os_heap_dump(int fd);
 
 struct os_heap_stats {

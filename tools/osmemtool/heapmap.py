@@ -14,7 +14,7 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: E402
 
-from .dumpfile import HEADER_SIZE  # noqa: E402
+from .dumpfile import HEADER_SIZE, DumpError  # noqa: E402
 
 # Okabe-Ito colours: distinct for the common colour-vision deficiencies.
 COLOURS = {"alloc": "#0072b2", "free": "#e69f00", "mapped": "#cc79a7"}
@@ -72,7 +72,7 @@ def _pieces(start, end, origin, first_row, row_bytes):
 
 def draw(snapshot, path, row_bytes=None, title=None):
     if not snapshot.blocks:
-        raise ValueError("the dump holds no blocks")
+        raise DumpError("the dump holds no blocks: nothing to draw")
     regs = regions(snapshot.blocks)
     row_bytes = row_bytes or default_row_bytes(regs)
     polys, colours = [], []
