@@ -21,12 +21,23 @@ mkdir -p "$work"
 # Each scenario is one of up to two ctest jobs on a 2-core machine.
 jobs=1
 
+logged() {  # log command...: runs the command into log; shows the log if it fails
+  local log=$1
+  shift
+  if ! "$@" >>"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "run.sh: failed: $*"
+    exit 1
+  fi
+}
+
 configure_osmem() {  # build_dir [cmake args...]
   local dir=$1
   shift
-  rm -rf "$dir"
-  cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
-    -DCMAKE_BUILD_TYPE=Release -DOSMEM_BUILD_TESTS=OFF -DOSMEM_BUILD_EXAMPLES=OFF "$@" >"$dir.log"
+  rm -rf "$dir" "$dir.log"
+  logged "$dir.log" cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_C_COMPILER="$cc" \
+    -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Release -DOSMEM_BUILD_TESTS=OFF \
+    -DOSMEM_BUILD_EXAMPLES=OFF "$@"
 }
 
 run_app() {  # program
@@ -37,9 +48,9 @@ run_app() {  # program
 case $scenario in
   install)
     configure_osmem "$work/osmem-build"
-    cmake --build "$work/osmem-build" -j $jobs >>"$work/osmem-build.log"
+    logged "$work/osmem-build.log" cmake --build "$work/osmem-build" -j $jobs
     rm -rf "$prefix"
-    cmake --install "$work/osmem-build" --prefix "$prefix" >>"$work/osmem-build.log"
+    logged "$work/osmem-build.log" cmake --install "$work/osmem-build" --prefix "$prefix"
     (cd "$prefix" && find . | sort)
     soname=$(readelf -d "$prefix/lib/libosmem.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
     echo "SONAME: $soname"
@@ -48,10 +59,10 @@ case $scenario in
       { echo "run.sh: libosmem.so.0 does not point to libosmem.so.0.1.0"; exit 1; }
     ;;
   find_package)
-    rm -rf "$work/find_package"
-    cmake -S "$here/find_package" -B "$work/find_package" -G Ninja -DCMAKE_C_COMPILER="$cc" \
-      -DCMAKE_PREFIX_PATH="$prefix" >"$work/find_package.log"
-    cmake --build "$work/find_package" -j $jobs >>"$work/find_package.log"
+    rm -rf "$work/find_package" "$work/find_package.log"
+    logged "$work/find_package.log" cmake -S "$here/find_package" -B "$work/find_package" \
+      -G Ninja -DCMAKE_C_COMPILER="$cc" -DCMAKE_PREFIX_PATH="$prefix"
+    logged "$work/find_package.log" cmake --build "$work/find_package" -j $jobs
     run_app "$work/find_package/app_shared"
     run_app "$work/find_package/app_static"
     ;;
@@ -74,13 +85,12 @@ case $scenario in
     run_app "$work/app_static_c"
     ;;
   add_subdirectory)
-    rm -rf "$work/add_subdirectory"
+    rm -rf "$work/add_subdirectory" "$work/add_subdirectory.log"
     # As on a machine without the test frameworks.
-    cmake -S "$here/add_subdirectory" -B "$work/add_subdirectory" -G Ninja \
-      -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DOSMEM_SOURCE_DIR="$src" \
-      -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON -DCMAKE_DISABLE_FIND_PACKAGE_rapidcheck=ON \
-      -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON >"$work/add_subdirectory.log" 2>&1 ||
-      { cat "$work/add_subdirectory.log"; exit 1; }
+    logged "$work/add_subdirectory.log" cmake -S "$here/add_subdirectory" \
+      -B "$work/add_subdirectory" -G Ninja -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
+      -DOSMEM_SOURCE_DIR="$src" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON \
+      -DCMAKE_DISABLE_FIND_PACKAGE_rapidcheck=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON
     if grep -q -- '-Werror' "$work/add_subdirectory/build.ninja"; then
       echo "run.sh: the consumer's build uses -Werror"
       exit 1
@@ -91,7 +101,7 @@ case $scenario in
       exit 1
     fi
     echo "no osmem tests, examples or -Werror in the consumer's build"
-    cmake --build "$work/add_subdirectory" -j $jobs >>"$work/add_subdirectory.log"
+    logged "$work/add_subdirectory.log" cmake --build "$work/add_subdirectory" -j $jobs
     run_app "$work/add_subdirectory/app_shared"
     run_app "$work/add_subdirectory/app_static"
     ;;
@@ -100,7 +110,7 @@ case $scenario in
     san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
     configure_osmem "$work/osmem-asan" -DCMAKE_C_FLAGS="$san" -DCMAKE_CXX_FLAGS="$san" \
       -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
-    cmake --build "$work/osmem-asan" -j $jobs --target osmem_static >>"$work/osmem-asan.log"
+    logged "$work/osmem-asan.log" cmake --build "$work/osmem-asan" -j $jobs --target osmem_static
     echo "+ $cc -fsanitize=address,undefined app.c libosmem.a (asan build)"
     "$cc" $san -I"$src/include" "$here/app.c" "$work/osmem-asan/libosmem.a" -pthread \
       -o "$work/app_asan_c"
