@@ -79,8 +79,8 @@ case $scenario in
       { echo "run.sh: app_pkg_config does not NEED libosmem.so.0"; exit 1; }
     ;;
   static_c)
-    echo "+ $cc -I$prefix/include app.c $prefix/lib/libosmem.a -pthread"
-    "$cc" -Wall -Werror -I"$prefix/include" "$here/app.c" "$prefix/lib/libosmem.a" -pthread \
+    echo "+ $cc -I$prefix/include app.c $prefix/lib/libosmem.a"
+    "$cc" -Wall -Werror -I"$prefix/include" "$here/app.c" "$prefix/lib/libosmem.a" \
       -o "$work/app_static_c"
     run_app "$work/app_static_c"
     ;;
@@ -112,8 +112,7 @@ case $scenario in
       -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined"
     logged "$work/osmem-asan.log" cmake --build "$work/osmem-asan" -j $jobs --target osmem_static
     echo "+ $cc -fsanitize=address,undefined app.c libosmem.a (asan build)"
-    "$cc" $san -I"$src/include" "$here/app.c" "$work/osmem-asan/libosmem.a" -pthread \
-      -o "$work/app_asan_c"
+    "$cc" $san -I"$src/include" "$here/app.c" "$work/osmem-asan/libosmem.a" -o "$work/app_asan_c"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
       run_app "$work/app_asan_c"
     ;;
