@@ -57,6 +57,11 @@ case $scenario in
     [ "$soname" = libosmem.so.0 ] || { echo "run.sh: SONAME is '$soname', not libosmem.so.0"; exit 1; }
     [ "$(readlink "$prefix/lib/libosmem.so.0")" = libosmem.so.0.1.0 ] ||
       { echo "run.sh: libosmem.so.0 does not point to libosmem.so.0.1.0"; exit 1; }
+    # The installed command finds its modules under share/osmem/python.
+    "$prefix/bin/osmem" dump --help | head -n 1
+    printf 'heap version=1 span=0 segments=0 mappings=0\nsummary blocks=0 alloc=0 free=0 mapped=0 alloc_bytes=0 free_bytes=0 largest_free=0 mapped_bytes=0\n' |
+      "$prefix/bin/osmem" dump - | grep -q '"snapshots"' ||
+      { echo "run.sh: the installed osmem command does not convert a dump"; exit 1; }
     ;;
   find_package)
     rm -rf "$work/find_package" "$work/find_package.log"
