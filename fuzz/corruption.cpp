@@ -2,7 +2,7 @@
 // has damaged, and with pointers it never handed out.
 //
 // 1. Build a valid heap from the input's operations (in lockstep with the
-//    model, full verification every step: the heap is small).
+//    model; the full checker every 16 steps and before step 2).
 // 2. Hand bad pointers to free/realloc with an error handler that throws:
 //    misaligned, interior, outside the heap, a mapping already unmapped, a
 //    double free. Each must be diagnosed with the right kind (interior:
@@ -298,12 +298,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const osmem::tool::Untracked untracked;
   FuzzedDataProvider in(data, size);
   const CorruptionInput c = read_corruption(in);
-  // Full verification every step while building: at most 63 operations.
-  with_lockstep("corruption", 1, [&](Lockstep& ls) {
+  // While building: the calls, the touched blocks and the block list every
+  // step, the checker and every block every 16 (as in `ops`), and all of it
+  // after each bad pointer (probe) and before the damage.
+  with_lockstep("corruption", 16, [&](Lockstep& ls) {
     ls.engine().set_error_handler(throw_error);
     LockstepDriver driver(ls);
     for (const Op& op : c.build) driver.apply(op);
     for (const BadCall& bad : c.bad) probe(ls, driver, bad);
+    ls.verify_all();
     corrupt_and_judge(ls, c);
   });
   return 0;

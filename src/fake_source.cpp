@@ -3,6 +3,9 @@
 #include <cstring>
 
 #include "sanitizer.hpp"
+#if defined(OSMEM_UNDER_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace osmem {
 
@@ -20,6 +23,9 @@ FakeSource::FakeSource(FakeLimits limits) : limits_(limits) {
 
 FakeSource::~FakeSource() {
   release_mappings();
+  recycle_ = false;
+  for (std::size_t i = 0; i < spare_count_; ++i) release(spares_[i].addr, spares_[i].len);
+  spare_count_ = 0;
   // The engine marked what it took no access; the next mapping at this
   // address must not inherit that.
   if (base_ != nullptr) tool::defined(base_, break_);
@@ -31,13 +37,66 @@ void FakeSource::release_mappings() {
     if (mappings_[i].addr != nullptr) {
       // Blocks the engine still held: clear their no-access marks first.
       tool::defined(mappings_[i].addr, round_to_page(mappings_[i].len));
-      os_.unmap(mappings_[i].addr, mappings_[i].len);
+      release(mappings_[i].addr, mappings_[i].reserved);
     }
     mappings_[i] = Mapping{};
   }
   slots_used_ = 0;
   live_count_ = 0;
   live_bytes_ = 0;
+}
+
+bool FakeSource::recycle_mappings(bool on) {
+#if defined(OSMEM_UNDER_ASAN)
+  recycle_ = on;
+#else
+  (void)on;
+#endif
+  return recycle_;
+}
+
+void FakeSource::release(std::byte* addr, std::size_t reserved) {
+#if defined(OSMEM_UNDER_ASAN)
+  if (recycle_ && spare_count_ < kSpareSlots) {
+    ASAN_POISON_MEMORY_REGION(addr, reserved);
+    spares_[spare_count_++] = Spare{addr, reserved};
+    return;
+  }
+  ASAN_UNPOISON_MEMORY_REGION(addr, reserved);
+#endif
+  os_.unmap(addr, reserved);
+}
+
+// Recycled mappings are made in power-of-two sizes, so that a spare fits
+// every later request of its class.
+std::size_t FakeSource::spare_size(std::size_t len) {
+  std::size_t size = kPageSize;
+  while (size < len) size *= 2;
+  return size;
+}
+
+// The smallest spare that holds len bytes, zeroed like a fresh mapping (its
+// tail stays no access); nullptr when there is none.
+std::byte* FakeSource::take_spare(std::size_t len, std::size_t* reserved) {
+  if (!recycle_) return nullptr;
+  const std::size_t need = round_to_page(len);
+  std::size_t best = spare_count_;
+  for (std::size_t i = 0; i < spare_count_; ++i) {
+    const std::size_t have = spares_[i].len;
+    if (have >= need && (best == spare_count_ || have < spares_[best].len)) {
+      best = i;
+    }
+  }
+  if (best == spare_count_) return nullptr;
+  const Spare s = spares_[best];
+  spares_[best] = spares_[--spare_count_];
+#if defined(OSMEM_UNDER_ASAN)
+  ASAN_UNPOISON_MEMORY_REGION(s.addr, need);
+  if (s.len > need) ASAN_POISON_MEMORY_REGION(s.addr + need, s.len - need);
+#endif
+  std::memset(s.addr, 0, need);
+  *reserved = s.len;
+  return s.addr;
 }
 
 void FakeSource::reset() {
@@ -112,14 +171,26 @@ void* FakeSource::map(std::size_t len) {
   ++map_calls_;
   const bool fail = scheduled(fail_map_, fail_map_n_, map_calls_) || len == 0 ||
                     live_count_ >= limits_.max_mappings || len > limits_.map_capacity - live_bytes_;
-  void* p = fail ? nullptr : os_.map(len);
+  std::size_t reserved = len;
+  void* p = fail ? nullptr : take_spare(len, &reserved);
+  if (!fail && p == nullptr) {
+    if (recycle_) reserved = spare_size(len);
+    p = os_.map(reserved);
+#if defined(OSMEM_UNDER_ASAN)
+    // Beyond what was asked for is no access, as it would be past a mapping.
+    if (p != nullptr && reserved > round_to_page(len)) {
+      ASAN_POISON_MEMORY_REGION(static_cast<std::byte*>(p) + round_to_page(len),
+                                reserved - round_to_page(len));
+    }
+#endif
+  }
   if (p == nullptr) {
     record(SourceCall::Kind::Map, false, len, 0);
     return nullptr;
   }
   std::size_t slot = 0;
   while (mappings_[slot].addr != nullptr) ++slot;  // live_count_ < max_mappings: a slot is free
-  mappings_[slot] = Mapping{static_cast<std::byte*>(p), len, next_serial_};
+  mappings_[slot] = Mapping{static_cast<std::byte*>(p), len, next_serial_, reserved};
   if (slot >= slots_used_) slots_used_ = slot + 1;
   ++live_count_;
   live_bytes_ += len;
@@ -133,7 +204,7 @@ bool FakeSource::unmap(void* p, std::size_t len) {
     Mapping& m = mappings_[i];
     if (m.addr == p && m.addr != nullptr) {
       if (m.len != len) break;
-      os_.unmap(m.addr, m.len);
+      release(m.addr, m.reserved);
       record(SourceCall::Kind::Unmap, true, len, m.serial);
       --live_count_;
       live_bytes_ -= len;

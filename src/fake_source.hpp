@@ -94,16 +94,33 @@ class FakeSource {
 
   const FakeLimits& limits() const { return limits_; }
 
+  // Keep unmapped (and, at reset, still mapped) mappings as spares and hand
+  // them out again, zeroed, for later maps of up to their length: a fresh
+  // mmap faults on every page it touches, which cost the fuzzers a fifth of
+  // their time. Only under ASan, which is told that a spare (and the unused
+  // tail of a reused one) is no access, so a use after unmap is still
+  // reported; elsewhere this does nothing. Returns whether it is on.
+  bool recycle_mappings(bool on);
+
  private:
   struct Mapping {
     std::byte* addr;
     std::size_t len;
     std::size_t serial;
+    std::size_t reserved;  // bytes actually mapped (a reused spare may be longer)
   };
+  struct Spare {
+    std::byte* addr;
+    std::size_t len;  // page multiple
+  };
+  static constexpr std::size_t kSpareSlots = 256;
 
   void record(SourceCall::Kind kind, bool ok, std::size_t arg, std::size_t result);
   static bool scheduled(const std::size_t* list, std::size_t n, std::size_t call);
   void release_mappings();
+  void release(std::byte* addr, std::size_t reserved);
+  std::byte* take_spare(std::size_t len, std::size_t* reserved);
+  static std::size_t spare_size(std::size_t len);
 
   OsSource os_;
   FakeLimits limits_;
@@ -128,6 +145,10 @@ class FakeSource {
   std::size_t live_count_ = 0;
   std::size_t live_bytes_ = 0;
   std::size_t next_serial_ = 1;
+
+  bool recycle_ = false;
+  Spare spares_[kSpareSlots] = {};
+  std::size_t spare_count_ = 0;
 
   SourceCall log_[kLogCapacity] = {};
   std::size_t log_size_ = 0;

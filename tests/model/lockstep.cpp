@@ -4,15 +4,11 @@
 #include <cstring>
 #include <sstream>
 
+#include "model/pattern.hpp"
+
 namespace osmem::model {
 
 namespace {
-
-// Position-dependent, so a copy shifted by a few bytes or cut one byte
-// short does not match.
-inline std::uint8_t pattern(std::uint8_t tag, std::size_t j) {
-  return static_cast<std::uint8_t>(tag + j * 0x9d + (j >> 8) * 0x35);
-}
 
 std::string hex(std::uintptr_t v) {
   std::ostringstream s;
@@ -44,16 +40,62 @@ void Lockstep::reset() {
   engine_ = std::make_unique<Engine>(*source_, options_.cookie);
   model_.reset();
   live_.clear();
-  extents_.clear();
+  by_address_.clear();
   freed_.clear();
+  last_calls_.clear();
   next_tag_ = 1;
   steps_ = 0;
-  transcript_.clear();
+  log_.clear();
 }
 
-void Lockstep::note(const std::string& line) {
-  transcript_ += line;
-  transcript_ += '\n';
+std::string Lockstep::describe(const Record& r) {
+  const std::string p = "p" + std::to_string(r.step);
+  switch (r.kind) {
+    case Record::Kind::Malloc:
+      return p + " = os_malloc(" + std::to_string(r.a) + ")";
+    case Record::Kind::Calloc:
+      return p + " = os_calloc(" + std::to_string(r.a) + ", " + std::to_string(r.b) + ")";
+    case Record::Kind::Realloc:
+      return p + " = os_realloc(" + to_string(r.addr) + " /*" + std::to_string(r.a) + " bytes*/, " +
+             std::to_string(r.b) + ")";
+    case Record::Kind::ReallocNull:
+      return p + " = os_realloc(NULL, " + std::to_string(r.a) + ")";
+    case Record::Kind::Free:
+      return "os_free(" + to_string(r.addr) + ")";
+    case Record::Kind::ReallocFreed:
+      return "os_realloc(" + to_string(r.addr) + " /*freed*/, " + std::to_string(r.b) + ")";
+    case Record::Kind::FailExtend:
+      return "/* the next sbrk fails */";
+    case Record::Kind::FailMap:
+      return "/* the next mmap fails */";
+    case Record::Kind::Foreign:
+      return "/* another component calls sbrk(" + std::to_string(r.a) + ") */";
+    case Record::Kind::Final:
+      return "final verification";
+  }
+  return "?";
+}
+
+std::string Lockstep::Op::str() const {
+  const std::string what =
+      ls_.log_.empty() ? std::string("before any operation") : describe(ls_.log_.back());
+  return what + note_;
+}
+
+std::string Lockstep::transcript() const {
+  std::string out;
+  for (const Record& r : log_) {
+    if (r.kind == Record::Kind::Final) continue;
+    out += describe(r);
+    out += '\n';
+  }
+  return out;
+}
+
+Lockstep::Op Lockstep::note(Record r) {
+  r.step = steps_;
+  log_.push_back(r);
+  return Op(*this);
 }
 
 Addr Lockstep::addr_of(const void* p) const {
@@ -69,28 +111,28 @@ Addr Lockstep::addr_of(const void* p) const {
 
 void Lockstep::diverge(const std::string& what) const {
   throw Divergence("step " + std::to_string(steps_) + ": " + what + "\noperations so far:\n" +
-                   transcript_);
+                   transcript());
 }
 
-void Lockstep::compare_calls(const std::string& op) {
-  std::vector<SourceCall> got;
-  for (std::size_t i = 0; i < source_->call_count(); ++i) got.push_back(source_->call(i));
+void Lockstep::compare_calls(const Op& op) {
   const std::vector<SourceCall>& want = model_.calls();
-  bool same = !source_->overflowed() && got.size() == want.size();
-  for (std::size_t i = 0; same && i < got.size(); ++i) {
-    same = got[i].kind == want[i].kind && got[i].ok == want[i].ok && got[i].arg == want[i].arg &&
-           got[i].result == want[i].result;
+  bool same = !source_->overflowed() && source_->call_count() == want.size();
+  for (std::size_t i = 0; same && i < want.size(); ++i) {
+    const SourceCall& got = source_->call(i);
+    same = got.kind == want[i].kind && got.ok == want[i].ok && got.arg == want[i].arg &&
+           got.result == want[i].result;
   }
+  last_calls_.clear();
+  for (std::size_t i = 0; i < source_->call_count(); ++i) last_calls_.push_back(source_->call(i));
   if (!same) {
-    diverge(op + ": system calls differ\n  engine: " + call_list(got) +
+    diverge(op + ": system calls differ\n  engine: " + call_list(last_calls_) +
             "\n  model:  " + call_list(want));
   }
-  last_calls_ = std::move(got);
   source_->clear_calls();
   model_.clear_calls();
 }
 
-void Lockstep::compare_result(const std::string& op, const void* got, const Addr& want) {
+void Lockstep::compare_result(const Op& op, const void* got, const Addr& want) {
   const Addr a = addr_of(got);
   if (!(a == want)) diverge(op + ": returned " + to_string(a) + ", model says " + to_string(want));
   if (got != nullptr && !is_aligned8(reinterpret_cast<std::uintptr_t>(got))) {
@@ -98,7 +140,7 @@ void Lockstep::compare_result(const std::string& op, const void* got, const Addr
   }
 }
 
-void Lockstep::check_errno(const std::string& op, const void* got, int err) {
+void Lockstep::check_errno(const Op& op, const void* got, int err) {
   if (got != nullptr) return;
   if (model_.last_enomem() && err != ENOMEM) {
     diverge(op + ": returned NULL with errno " + std::to_string(err) + ", expected ENOMEM");
@@ -109,7 +151,7 @@ void Lockstep::check_errno(const std::string& op, const void* got, int err) {
   }
 }
 
-void Lockstep::run_checker(const std::string& op) {
+void Lockstep::run_checker(const Op& op) {
   Violation found[16];
   const std::size_t n = engine_->check(found, 16);
   if (n == 0) return;
@@ -121,7 +163,7 @@ void Lockstep::run_checker(const std::string& op) {
   diverge(what);
 }
 
-void Lockstep::compare_blocks(const std::string& op) {
+void Lockstep::compare_blocks(const Op& op) {
   const std::vector<Block>& want = model_.heap_blocks();
   std::size_t i = 0;
   // Headers are no access to memory tools outside the engine: each is held
@@ -133,8 +175,8 @@ void Lockstep::compare_blocks(const std::string& op) {
     if (i >= want.size() || want[i].offset != offset || want[i].size != b->size ||
         want[i].status != b->status) {
       std::ostringstream s;
-      s << op << ": heap block " << i << " is at +0x" << std::hex << offset << std::dec << " size "
-        << b->size << " status " << static_cast<int>(b->status);
+      s << op.str() << ": heap block " << i << " is at +0x" << std::hex << offset << std::dec
+        << " size " << b->size << " status " << static_cast<int>(b->status);
       if (i < want.size()) {
         s << "; model has +0x" << std::hex << want[i].offset << std::dec << " size " << want[i].size
           << " status " << static_cast<int>(want[i].status);
@@ -148,73 +190,86 @@ void Lockstep::compare_blocks(const std::string& op) {
     diverge(op + ": engine has " + std::to_string(i) + " heap blocks, model " +
             std::to_string(want.size()));
   }
-  if (engine_->mappings().count() != model_.mappings().size() ||
-      source_->live_mappings() != model_.mappings().size()) {
+  const std::size_t model_mappings = model_.mappings().size();
+  if (engine_->mappings().count() != model_mappings || source_->live_mappings() != model_mappings) {
     diverge(op + ": live mappings: engine " + std::to_string(engine_->mappings().count()) +
             ", source " + std::to_string(source_->live_mappings()) + ", model " +
-            std::to_string(model_.mappings().size()));
+            std::to_string(model_mappings));
   }
   if (source_->misuse_count() != 0) diverge(op + ": the engine unmapped something not mapped");
 }
 
-void Lockstep::after_step(const std::string& op) {
+void Lockstep::after_step(const Op& op) {
   compare_calls(op);
-  if (options_.full_every != 0 && steps_ % options_.full_every == 0) {
+  compare_blocks(op);
+  if (options_.full_every != 0 && (steps_ + 1) % options_.full_every == 0) {
     run_checker(op);
-    compare_blocks(op);
+    verify_all_contents(op);
   }
   ++steps_;
 }
 
-void Lockstep::fill(Live& l) {
-  for (std::size_t j = 0; j < l.requested; ++j) l.ptr[j] = std::byte{pattern(l.tag, j)};
-}
-
-void Lockstep::verify_contents(const std::string& op, const Live& l) const {
-  for (std::size_t j = 0; j < l.requested; ++j) {
-    if (std::to_integer<std::uint8_t>(l.ptr[j]) != pattern(l.tag, j)) {
-      diverge(op + ": block " + to_string(l.addr) + " lost its contents at byte " +
-              std::to_string(j) + " of " + std::to_string(l.requested));
-    }
+void Lockstep::verify_contents(const Op& op, const Live& l) const {
+  const std::size_t j = pattern::first_mismatch(l.ptr, l.tag, l.requested);
+  if (j != l.requested) {
+    diverge(op + ": block " + to_string(l.addr) + " lost its contents at byte " +
+            std::to_string(j) + " of " + std::to_string(l.requested));
   }
 }
 
-long Lockstep::adopt(const std::string& op, void* p, const Addr& a, std::size_t requested,
-                     bool zeroed, const Live* kept) {
+void Lockstep::verify_neighbours(const Op& op, std::uintptr_t start) const {
+  // Only heap blocks have neighbours a step writes next to; a mapping's
+  // address-order neighbour is anywhere (the periodic full check sees it).
+  if (!source_->in_heap_buffer(reinterpret_cast<const void*>(start))) return;
+  auto it = by_address_.lower_bound(start);
+  if (it != by_address_.end() && it->first == start) ++it;
+  if (it != by_address_.end() && it->second.addr.kind == Addr::Kind::Heap) {
+    verify_contents(op.with(" (the next live block)"), it->second);
+  }
+  it = by_address_.lower_bound(start);
+  if (it != by_address_.begin() && std::prev(it)->second.addr.kind == Addr::Kind::Heap) {
+    verify_contents(op.with(" (the previous live block)"), std::prev(it)->second);
+  }
+}
+
+void Lockstep::verify_all_contents(const Op& op) const {
+  for (const Live& l : live_) verify_contents(op, l);
+}
+
+long Lockstep::adopt(const Op& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
+                     const Live* kept) {
   auto* bytes = static_cast<std::byte*>(p);
   const auto start = reinterpret_cast<std::uintptr_t>(p);
   // No overlap with any other live block.
-  auto it = extents_.lower_bound(start);
-  if (it != extents_.end() && it->first < start + requested) {
+  auto it = by_address_.lower_bound(start);
+  if (it != by_address_.end() && it->first < start + requested) {
     diverge(op + ": the new block overlaps a live block at " + hex(it->first));
   }
-  if (it != extents_.begin()) {
+  if (it != by_address_.begin()) {
     auto before = std::prev(it);
-    if (before->first + before->second > start) {
+    if (before->first + before->second.requested > start) {
       diverge(op + ": the new block overlaps a live block at " + hex(before->first));
     }
   }
   if (zeroed) {
-    for (std::size_t j = 0; j < requested; ++j) {
-      if (bytes[j] != std::byte{0}) {
-        diverge(op + ": calloc memory not zero at byte " + std::to_string(j));
-      }
-    }
+    const std::size_t j = pattern::first_nonzero(bytes, requested);
+    if (j != requested) diverge(op + ": calloc memory not zero at byte " + std::to_string(j));
   }
   // A moved or resized block keeps its tag: its kept prefix already holds
   // the pattern, and the rest continues it.
   Live l{bytes, a, requested, kept != nullptr ? kept->tag : next_tag_++};
   if (next_tag_ == 0) next_tag_ = 1;
   const std::size_t from = kept != nullptr ? kept->requested : 0;
-  for (std::size_t j = from; j < requested; ++j) bytes[j] = std::byte{pattern(l.tag, j)};
-  extents_[start] = requested;
+  pattern::fill(bytes, l.tag, from, requested);
+  by_address_.emplace_hint(it, start, l);
   live_.push_back(l);
+  // Splitting or carving the new block writes headers next to it.
+  verify_neighbours(op, start);
   return static_cast<long>(live_.size() - 1);
 }
 
 long Lockstep::malloc(std::size_t n) {
-  const std::string op = "p" + std::to_string(steps_) + " = os_malloc(" + std::to_string(n) + ")";
-  note(op);
+  const Op op = note({Record::Kind::Malloc, 0, n});
   errno = 0;
   void* p = engine_->malloc(n);
   const int err = errno;
@@ -227,9 +282,7 @@ long Lockstep::malloc(std::size_t n) {
 }
 
 long Lockstep::calloc(std::size_t nmemb, std::size_t size) {
-  const std::string op = "p" + std::to_string(steps_) + " = os_calloc(" + std::to_string(nmemb) +
-                         ", " + std::to_string(size) + ")";
-  note(op);
+  const Op op = note({Record::Kind::Calloc, 0, nmemb, size});
   errno = 0;
   void* p = engine_->calloc(nmemb, size);
   const int err = errno;
@@ -242,9 +295,7 @@ long Lockstep::calloc(std::size_t nmemb, std::size_t size) {
 }
 
 long Lockstep::realloc_null(std::size_t n) {
-  const std::string op =
-      "p" + std::to_string(steps_) + " = os_realloc(NULL, " + std::to_string(n) + ")";
-  note(op);
+  const Op op = note({Record::Kind::ReallocNull, 0, n});
   errno = 0;
   void* p = engine_->realloc(nullptr, n);
   const int err = errno;
@@ -258,11 +309,8 @@ long Lockstep::realloc_null(std::size_t n) {
 
 long Lockstep::realloc(std::size_t index, std::size_t n) {
   const Live old = live_.at(index);
-  const std::string op = "p" + std::to_string(steps_) + " = os_realloc(" + to_string(old.addr) +
-                         " /*" + std::to_string(old.requested) + " bytes*/, " + std::to_string(n) +
-                         ")";
-  note(op);
-  verify_contents(op + " (before)", old);
+  const Op op = note({Record::Kind::Realloc, 0, old.requested, n, old.addr});
+  verify_contents(op.with(" (before)"), old);
   errno = 0;
   void* p = engine_->realloc(old.ptr, n);
   const int err = errno;
@@ -270,37 +318,43 @@ long Lockstep::realloc(std::size_t index, std::size_t n) {
   compare_result(op, p, want);
   check_errno(op, p, err);
   const bool old_gone = p != nullptr || n == 0;
+  const auto old_start = reinterpret_cast<std::uintptr_t>(old.ptr);
   if (old_gone) {
-    extents_.erase(reinterpret_cast<std::uintptr_t>(old.ptr));
+    by_address_.erase(old_start);
     live_.erase(live_.begin() + static_cast<long>(index));
     if (old.addr.kind == Addr::Kind::Heap && p != old.ptr) freed_.emplace_back(old.ptr, old.addr);
   } else {
-    verify_contents(op + " (failed, old block)", old);
+    verify_contents(op.with(" (failed, old block)"), old);
   }
   long result = -1;
   if (p != nullptr) {
     const std::size_t keep = old.requested < n ? old.requested : n;
     Live probe{static_cast<std::byte*>(p), want, keep, old.tag};
-    verify_contents(op + " (prefix)", probe);
+    verify_contents(op.with(" (prefix)"), probe);
     result = adopt(op, p, want, n, false, &probe);
   }
+  // Shrinking splits, growing absorbs, moving frees and merges: all next to
+  // the old block.
+  if (p != old.ptr) verify_neighbours(op, old_start);
   after_step(op);
   return result;
 }
 
 void Lockstep::free(std::size_t index) {
   const Live old = live_.at(index);
-  const std::string op = "os_free(" + to_string(old.addr) + ")";
-  note(op);
+  const Op op = note({Record::Kind::Free, 0, 0, 0, old.addr});
   verify_contents(op, old);
   engine_->free(old.ptr);
   model_.free(old.addr);
-  extents_.erase(reinterpret_cast<std::uintptr_t>(old.ptr));
+  const auto start = reinterpret_cast<std::uintptr_t>(old.ptr);
+  by_address_.erase(start);
   live_.erase(live_.begin() + static_cast<long>(index));
   if (old.addr.kind == Addr::Kind::Heap) {
     freed_.emplace_back(old.ptr, old.addr);
     if (freed_.size() > 64) freed_.erase(freed_.begin());
   }
+  // Merging rewrites the headers around the freed block.
+  verify_neighbours(op, start);
   after_step(op);
 }
 
@@ -308,8 +362,7 @@ bool Lockstep::realloc_freed(std::size_t pick, std::size_t n) {
   if (freed_.empty()) return false;
   const auto [ptr, addr] = freed_[pick % freed_.size()];
   if (!model_.is_free_block(addr) || n == 0) return false;
-  const std::string op = "os_realloc(" + to_string(addr) + " /*freed*/, " + std::to_string(n) + ")";
-  note(op);
+  const Op op = note({Record::Kind::ReallocFreed, 0, 0, n, addr});
   errno = 0;
   void* p = engine_->realloc(ptr, n);
   const int err = errno;
@@ -322,7 +375,7 @@ bool Lockstep::realloc_freed(std::size_t pick, std::size_t n) {
 }
 
 void Lockstep::fail_next_extend() {
-  note("/* the next sbrk fails */");
+  note({Record::Kind::FailExtend, 0});
   source_->fail_next_extend();
   model_.fail_next_extend();
 }
@@ -337,13 +390,13 @@ void Lockstep::fail_extend_later(std::size_t later) {
 }
 
 void Lockstep::fail_next_map() {
-  note("/* the next mmap fails */");
+  note({Record::Kind::FailMap, 0});
   source_->fail_next_map();
   model_.fail_next_map();
 }
 
 bool Lockstep::foreign_extend(std::size_t delta) {
-  note("/* another component calls sbrk(" + std::to_string(delta) + ") */");
+  note({Record::Kind::Foreign, 0, delta});
   const bool a = source_->foreign_extend(delta);
   const bool b = model_.foreign_extend(delta);
   if (a != b) diverge("foreign sbrk: the source and the model disagree on capacity");
@@ -361,8 +414,8 @@ void Lockstep::foreign_extend_before_sbrk(std::size_t later, std::size_t delta) 
 }
 
 void Lockstep::verify_all() {
-  const std::string op = "final verification";
-  for (const Live& l : live_) verify_contents(op, l);
+  const Op op = note({Record::Kind::Final, 0});
+  verify_all_contents(op);
   run_checker(op);
   compare_blocks(op);
 }

@@ -9,6 +9,13 @@
 // this one class, so they all judge the engine by the same rules. A
 // divergence throws Divergence with a message that says what differed; the
 // message includes the operation that ran, so a failure reads on its own.
+//
+// Cost: the fuzzers run this millions of times, so a step formats no text
+// (operations are recorded as numbers and described only for a message),
+// contents are filled and compared with memcpy/memcmp (model/pattern.hpp),
+// and each step verifies the blocks it could have touched: the one it
+// operated on and that block's live neighbours in address order. Every
+// `full_every` steps, and in verify_all(), every live block is verified.
 #pragma once
 
 #include <cstddef>
@@ -42,8 +49,9 @@ class Lockstep {
   struct Options {
     FakeLimits limits{};
     std::uint64_t cookie = 0x9e3779b97f4a7c15ULL;
-    // Run the full checker and compare the block lists every `full_every`
-    // steps (1 = every step); the touched blocks are always verified.
+    // Run the full checker and verify every live block's contents every
+    // `full_every` steps (1 = every step). The system calls, the result,
+    // the touched blocks and the block lists are compared at every step.
     unsigned full_every = 1;
   };
 
@@ -100,34 +108,72 @@ class Lockstep {
   FakeSource& source() { return *source_; }
   Model& model() { return model_; }
   // The operations so far, one per line, as C calls: a reproducer.
-  const std::string& transcript() const { return transcript_; }
+  std::string transcript() const;
 
  private:
+  // One operation as it was called; text only when a message needs it.
+  struct Record {
+    enum class Kind : std::uint8_t {
+      Malloc,
+      Calloc,
+      Realloc,
+      ReallocNull,
+      Free,
+      ReallocFreed,
+      FailExtend,
+      FailMap,
+      Foreign,
+      Final,
+    };
+    Kind kind;
+    std::size_t step;
+    std::size_t a = 0, b = 0;  // sizes (realloc: a = old requested, b = n)
+    Addr addr{};
+  };
+  static std::string describe(const Record& r);
+
+  // The operation a check belongs to, plus a note ("(before)"): formatted
+  // only when a message is built from it (op + ": what differed").
+  class Op {
+   public:
+    Op(const Lockstep& ls, const char* note = "") : ls_(ls), note_(note) {}
+    Op with(const char* note) const { return Op(ls_, note); }
+    std::string str() const;
+    friend std::string operator+(const Op& op, const std::string& s) { return op.str() + s; }
+    friend std::string operator+(const Op& op, const char* s) { return op.str() + s; }
+
+   private:
+    const Lockstep& ls_;
+    const char* note_;
+  };
+
   Addr addr_of(const void* p) const;
   [[noreturn]] void diverge(const std::string& what) const;
-  void compare_calls(const std::string& op);
-  void compare_result(const std::string& op, const void* got, const Addr& want);
-  void check_errno(const std::string& op, const void* got, int err);
-  void after_step(const std::string& op);
-  void compare_blocks(const std::string& op);
-  void run_checker(const std::string& op);
-  long adopt(const std::string& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
+  void compare_calls(const Op& op);
+  void compare_result(const Op& op, const void* got, const Addr& want);
+  void check_errno(const Op& op, const void* got, int err);
+  void after_step(const Op& op);
+  void compare_blocks(const Op& op);
+  void run_checker(const Op& op);
+  long adopt(const Op& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
              const Live* kept);
-  void fill(Live& l);
-  void verify_contents(const std::string& op, const Live& l) const;
-  void note(const std::string& line);
+  void verify_contents(const Op& op, const Live& l) const;
+  // The live blocks that start just below and just above `start`.
+  void verify_neighbours(const Op& op, std::uintptr_t start) const;
+  void verify_all_contents(const Op& op) const;
+  Op note(Record r);
 
   Options options_;
   std::unique_ptr<FakeSource> source_;
   std::unique_ptr<Engine> engine_;
   Model model_;
   std::vector<Live> live_;
-  std::map<std::uintptr_t, std::size_t> extents_;   // live block start -> requested
+  std::map<std::uintptr_t, Live> by_address_;       // live_, keyed by start address
   std::vector<std::pair<std::byte*, Addr>> freed_;  // recently freed heap blocks
   std::vector<SourceCall> last_calls_;
   std::uint8_t next_tag_ = 1;
   std::size_t steps_ = 0;
-  std::string transcript_;
+  std::vector<Record> log_;
 };
 
 }  // namespace osmem::model
