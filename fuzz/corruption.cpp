@@ -16,9 +16,12 @@
 //    canary, so silence means a blind spot and a report means a false alarm.
 // 4. Hand the damaged block to free or realloc: it must be diagnosed as
 //    HeaderCorrupted, not followed. If only a FREE block's header changed,
-//    freeing the block in front of it must diagnose it before the merge
-//    reads it. If no header changed and no live data was hit, the heap must
-//    still agree with the model to the last byte, and everything is freed.
+//    the input picks what reads it next: freeing the block in front of it
+//    or after it (both merges must diagnose it before reading it), growing
+//    the block in front into it (realloc's absorb path), or a malloc of its
+//    size (the search may pick another block but must not hand it out). If no header changed and no
+//    live data was hit, the heap must still agree with the model to the last byte, and everything
+//    is freed.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -271,14 +274,71 @@ void corrupt_and_judge(Lockstep& ls, const osmem::fuzz::CorruptionInput& c) {
     return;
   }
   if (changed_free != nullptr) {
-    // The list as it was: the block in front of the damaged FREE block.
+    // The list as it was: the ALLOC blocks in front of and after the
+    // damaged FREE block, when they touch it.
+    auto* f = reinterpret_cast<const std::byte*>(changed_free->header);
     const Snapshot* before = free_index > 0 && headers[free_index - 1].status == Status::Alloc
                                  ? &headers[free_index - 1]
                                  : nullptr;
-    auto* f = reinterpret_cast<const std::byte*>(changed_free->header);
-    if (before != nullptr && before->header->end() == f) {
-      expect_error(ls, "os_free of the block in front of a corrupted FREE header",
-                   ErrorKind::HeaderCorrupted, [&] { engine.free(before->header->payload()); });
+    if (before != nullptr && before->header->end() != f) before = nullptr;
+    const Snapshot* after =
+        free_index + 1 < headers.size() && headers[free_index + 1].status == Status::Alloc
+            ? &headers[free_index + 1]
+            : nullptr;
+    BlockMeta original;
+    std::memcpy(&original, changed_free->bytes, sizeof original);
+    if (after != nullptr && reinterpret_cast<const std::byte*>(after->header) !=
+                                f + osmem::kHeaderSize + original.size) {
+      after = nullptr;
+    }
+    switch (c.follow) {
+      case osmem::fuzz::FreeFollow::FreeBefore:
+        if (before == nullptr) break;
+        expect_error(ls, "os_free of the block in front of a corrupted FREE header",
+                     ErrorKind::HeaderCorrupted, [&] { engine.free(before->header->payload()); });
+        break;
+      case osmem::fuzz::FreeFollow::FreeAfter:
+        if (after == nullptr) break;
+        expect_error(ls, "os_free of the block after a corrupted FREE header",
+                     ErrorKind::HeaderCorrupted, [&] { engine.free(after->header->payload()); });
+        break;
+      case osmem::fuzz::FreeFollow::ReallocBefore: {
+        if (before == nullptr) break;
+        // More than it holds: the absorb path reads the next header. A
+        // damaged neighbour there may be named either way (see props).
+        const std::size_t n = before->header->size + 8;
+        try {
+          engine.realloc(before->header->payload(), n);
+        } catch (const EngineError& e) {
+          if (e.kind != ErrorKind::HeaderCorrupted && e.kind != ErrorKind::HeapInconsistent) {
+            finding(ls, std::string("os_realloc into a corrupted FREE header: diagnosed as ") +
+                            osmem::error_name(e.kind));
+          }
+          break;
+        }
+        finding(ls, "os_realloc into a corrupted FREE header: not diagnosed");
+        break;
+      }
+      case osmem::fuzz::FreeFollow::Search: {
+        // Its own size: the best-fit search reaches it. It may pick another
+        // block (the damage can hide this one), but never hand this one out.
+        void* p = nullptr;
+        try {
+          p = engine.malloc(original.size);
+        } catch (const EngineError& e) {
+          if (e.kind != ErrorKind::HeaderCorrupted && e.kind != ErrorKind::HeapInconsistent) {
+            finding(ls, std::string("os_malloc reaching a corrupted FREE header: diagnosed as ") +
+                            osmem::error_name(e.kind));
+          }
+          break;
+        }
+        if (p == changed_free->header->payload()) {
+          finding(ls, "os_malloc handed out a block whose FREE header was corrupted");
+        }
+        break;
+      }
+      case osmem::fuzz::FreeFollow::Count:
+        break;
     }
     return;
   }

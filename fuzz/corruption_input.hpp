@@ -43,12 +43,22 @@ struct Write {
   std::uint8_t mask = 0xff;  // each byte is XORed with it (0 writes nothing new)
 };
 
+// What follows a damaged FREE header: every operation that may read it.
+enum class FreeFollow : std::uint8_t {
+  FreeBefore,     // free the ALLOC block in front of it (merge with the next block)
+  FreeAfter,      // free the ALLOC block after it (merge with the previous block)
+  ReallocBefore,  // grow the block in front of it into it (realloc's absorb path)
+  Search,         // malloc of its size: the best-fit search reaches it
+  Count,
+};
+
 struct CorruptionInput {
   std::vector<Op> build;  // at most 63 operations
   std::vector<BadCall> bad;
   std::vector<Write> writes;  // 1..4
   bool realloc_after = false;
   SizeSpec realloc_size;
+  FreeFollow follow = FreeFollow::FreeBefore;  // read last: absent means FreeBefore
 };
 
 inline constexpr std::uint32_t kAnywhereMax = (1u << 24) - 1;
@@ -79,6 +89,8 @@ inline CorruptionInput read_corruption(FuzzedDataProvider& in) {
   }
   c.realloc_after = in.ConsumeIntegralInRange<std::uint8_t>(0, 1) == 1;
   c.realloc_size = read_size(in);
+  c.follow = static_cast<FreeFollow>(
+      in.ConsumeIntegralInRange<std::uint8_t>(0, static_cast<std::uint8_t>(FreeFollow::Count) - 1));
   return c;
 }
 
@@ -104,6 +116,8 @@ inline std::vector<std::uint8_t> write_corruption(const CorruptionInput& c) {
   }
   w.put<std::uint8_t>(0, 1, c.realloc_after ? 1 : 0);
   w.size(c.realloc_size);
+  w.put<std::uint8_t>(0, static_cast<std::uint8_t>(FreeFollow::Count) - 1,
+                      static_cast<std::uint8_t>(c.follow));
   return w.bytes();
 }
 

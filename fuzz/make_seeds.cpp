@@ -129,7 +129,8 @@ std::vector<Scenario> plain_scenarios() {
       {"r02_overflow",
        {malloc_(kMax), malloc_(kMax - 39), malloc_(kMax - 40), malloc_(kMax - 32), malloc_(16),
         realloc_(0, kMax), realloc_(0, kMax - 39), calloc_(16, CallocShape::Overflow, 7),
-        calloc_(3, CallocShape::Overflow, 0xff)}},
+        calloc_(3, CallocShape::Overflow, 0xff), calloc_(16, CallocShape::OverflowAbove, 0),
+        calloc_(16, CallocShape::OverflowAbove, 0xff)}},
       // Rule 1: rounding.
       {"r01_align", {malloc_(1), malloc_(7), malloc_(8), malloc_(9), malloc_(15), malloc_(17)}},
       // Rule 3: the mmap threshold is ALIGN8(n) + 32 >= 131072.
@@ -296,6 +297,20 @@ std::vector<std::pair<std::string, CorruptionInput>> corruption_scenarios() {
                    corrupt(heap, {}, {header_byte(1, offsets[f], 0x80)})});
     out.push_back({std::string("header_mapped_") + fields[f],
                    corrupt(heap, {}, {header_byte(5, offsets[f], 0x10)}, f % 2 == 0)});
+    // The damaged FREE header read by the merge with the block after it.
+    CorruptionInput after = corrupt(heap, {}, {header_byte(1, offsets[f], 0x80)});
+    after.follow = FreeFollow::FreeAfter;
+    out.push_back({std::string("header_free_") + fields[f] + "_free_after", after});
+  }
+  // ... by realloc growing the block in front into it, and by a search.
+  for (const FreeFollow follow : {FreeFollow::ReallocBefore, FreeFollow::Search}) {
+    for (int f : {0, 2}) {
+      CorruptionInput c = corrupt(heap, {}, {header_byte(1, offsets[f], 0x80)});
+      c.follow = follow;
+      out.push_back({std::string("header_free_") + fields[f] +
+                         (follow == FreeFollow::Search ? "_search" : "_realloc_into"),
+                     c});
+    }
   }
   out.push_back(
       {"overflow_into_next", corrupt(heap, {}, {{WriteTarget::Overflow, 0, 0, 40, 0x41}})});
@@ -399,6 +414,7 @@ std::vector<std::pair<std::string, Op>> dict_entries(bool faults) {
       {"free_0", free_(0)},
       {"realloc_freed", realloc_freed(0, 16)},
       {"calloc_overflow", calloc_(16, CallocShape::Overflow, 3)},
+      {"calloc_overflow_above", calloc_(16, CallocShape::OverflowAbove, 0x21)},
   };
   if (faults) {
     d.push_back({"fail_sbrk", fail_sbrk()});

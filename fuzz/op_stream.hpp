@@ -99,10 +99,12 @@ inline constexpr ClassRange class_range(SizeClass c) {
 }
 
 enum class CallocShape : std::uint8_t {
-  OneBySize,  // calloc(1, n)
-  SizeByOne,  // calloc(n, 1)
-  Split,      // calloc(k, n / k), k in 2..17
-  Overflow,   // nmemb * size overflows: ENOMEM, no system call
+  OneBySize,      // calloc(1, n)
+  SizeByOne,      // calloc(n, 1)
+  Split,          // calloc(k, n / k), k in 2..17
+  Overflow,       // nmemb * size overflows, wrapping below a factor: ENOMEM, no system call
+  OverflowAbove,  // ... wrapping to a value above both factors (a "product < factor" check misses
+                  // it)
   Count,
 };
 
@@ -178,6 +180,13 @@ inline CallocArgs calloc_args(const Op& op, std::size_t n) {
       // 2^(64-j) * (2^j + d) >= 2^64 for every j in 1..32, d in 0..7.
       const unsigned j = 1 + (op.shape_arg & 31);
       return {std::size_t{1} << (64 - j), (std::size_t{1} << j) + (op.shape_arg >> 5)};
+    }
+    case CallocShape::OverflowAbove: {
+      // (2^k + m)^2 = 2^2k + 2^(k+1) m + m^2: for k in 33..48, m in 1..16
+      // it wraps to 2^(k+1) m + m^2, which is above 2^k + m.
+      const unsigned k = 33 + (op.shape_arg & 15);
+      const std::size_t f = (std::size_t{1} << k) + 1 + (op.shape_arg >> 4);
+      return {f, f};
     }
     case CallocShape::OneBySize:
     case CallocShape::Count:

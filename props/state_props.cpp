@@ -130,8 +130,17 @@ struct Calloc : Command {
         nmemb = *around(4096 / size, 8);
         break;
       case 2:  // nmemb * size overflows: NULL, ENOMEM, no system call
-        size = *rc::gen::inRange<std::size_t>(2, 65);
-        nmemb = SIZE_MAX / size + 1;
+        if (*rc::gen::arbitrary<bool>()) {
+          // The product wraps to below a factor.
+          size = *rc::gen::inRange<std::size_t>(2, 65);
+          nmemb = SIZE_MAX / size + 1;
+        } else {
+          // (2^k + a)(2^k + b), k >= 33, wraps to 2^k (a + b) + ab: above
+          // both factors, which a "product < factor" check misses.
+          const auto k = *rc::gen::inRange<unsigned>(33, 49);
+          nmemb = (std::size_t{1} << k) + *rc::gen::inRange<std::size_t>(1, 17);
+          size = (std::size_t{1} << k) + *rc::gen::inRange<std::size_t>(1, 17);
+        }
         break;
       default:  // a zero argument: NULL, no system call
         nmemb = *rc::gen::element<std::size_t>(0, 1, 4096);

@@ -45,6 +45,7 @@ void Lockstep::reset() {
   last_calls_.clear();
   next_tag_ = 1;
   steps_ = 0;
+  extend_calls_ = map_calls_ = unmap_calls_ = 0;
   log_.clear();
 }
 
@@ -123,7 +124,13 @@ void Lockstep::compare_calls(const Op& op) {
            got.result == want[i].result;
   }
   last_calls_.clear();
-  for (std::size_t i = 0; i < source_->call_count(); ++i) last_calls_.push_back(source_->call(i));
+  for (std::size_t i = 0; i < source_->call_count(); ++i) {
+    const SourceCall& c = source_->call(i);
+    last_calls_.push_back(c);
+    ++(c.kind == SourceCall::Kind::Extend ? extend_calls_
+       : c.kind == SourceCall::Kind::Map  ? map_calls_
+                                          : unmap_calls_);
+  }
   if (!same) {
     diverge(op + ": system calls differ\n  engine: " + call_list(last_calls_) +
             "\n  model:  " + call_list(want));
@@ -199,9 +206,56 @@ void Lockstep::compare_blocks(const Op& op) {
   if (source_->misuse_count() != 0) diverge(op + ": the engine unmapped something not mapped");
 }
 
+void Lockstep::compare_stats(const Op& op) {
+  struct os_heap_stats got {};
+  engine_->stats(&got);
+  struct os_heap_stats want {};
+  const std::vector<Block>& blocks = model_.heap_blocks();
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    const Block& b = blocks[i];
+    ++want.heap_blocks;
+    if (b.status == Status::Free) {
+      ++want.free_blocks;
+      want.heap_bytes_free += b.size;
+    } else {
+      want.heap_bytes_in_use += b.size;
+    }
+    // Blocks never touch across segments (rule 8), so each gap starts one.
+    const bool touches_prev =
+        i > 0 && blocks[i - 1].offset + kHeaderSize + blocks[i - 1].size == b.offset;
+    if (!touches_prev) ++want.heap_segments;
+  }
+  want.heap_span = model_.heap_span();
+  want.mapped_blocks = model_.mappings().size();
+  want.mapped_bytes = model_.live_mapped_bytes();
+  want.sbrk_calls = extend_calls_;
+  want.mmap_calls = map_calls_;
+  want.munmap_calls = unmap_calls_;
+  std::string diff;
+  auto field = [&](const char* name, std::size_t g, std::size_t w) {
+    if (g != w)
+      diff +=
+          std::string(" ") + name + " " + std::to_string(g) + " (want " + std::to_string(w) + ")";
+  };
+  field("heap_blocks", got.heap_blocks, want.heap_blocks);
+  field("free_blocks", got.free_blocks, want.free_blocks);
+  field("heap_bytes_in_use", got.heap_bytes_in_use, want.heap_bytes_in_use);
+  field("heap_bytes_free", got.heap_bytes_free, want.heap_bytes_free);
+  field("heap_span", got.heap_span, want.heap_span);
+  field("heap_segments", got.heap_segments, want.heap_segments);
+  field("mapped_blocks", got.mapped_blocks, want.mapped_blocks);
+  field("mapped_bytes", got.mapped_bytes, want.mapped_bytes);
+  field("mapped_bytes (source)", got.mapped_bytes, source_->live_mapped_bytes());
+  field("sbrk_calls", got.sbrk_calls, want.sbrk_calls);
+  field("mmap_calls", got.mmap_calls, want.mmap_calls);
+  field("munmap_calls", got.munmap_calls, want.munmap_calls);
+  if (!diff.empty()) diverge(op + ": os_heap_stats differs from the model and the source:" + diff);
+}
+
 void Lockstep::after_step(const Op& op) {
   compare_calls(op);
   compare_blocks(op);
+  compare_stats(op);
   if (options_.full_every != 0 && (steps_ + 1) % options_.full_every == 0) {
     run_checker(op);
     verify_all_contents(op);
@@ -418,6 +472,7 @@ void Lockstep::verify_all() {
   verify_all_contents(op);
   run_checker(op);
   compare_blocks(op);
+  compare_stats(op);
 }
 
 void Lockstep::free_all() {

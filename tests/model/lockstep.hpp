@@ -3,7 +3,9 @@
 // user could observe: the same returned address, the same system calls, the
 // same errno, alignment, no overlap between live blocks, every live block's
 // contents intact, calloc memory zeroed, realloc's prefix kept, the checker
-// clean, and the heap's block list identical to the model's.
+// clean, the heap's block list identical to the model's, and the engine's
+// own statistics (os_heap_stats) equal to what the model predicts and the
+// source recorded.
 //
 // Unit tests, property tests, fuzzers and the differential test all drive
 // this one class, so they all judge the engine by the same rules. A
@@ -154,6 +156,9 @@ class Lockstep {
   void check_errno(const Op& op, const void* got, int err);
   void after_step(const Op& op);
   void compare_blocks(const Op& op);
+  // os_heap_stats against the model (blocks, bytes, span, segments,
+  // mappings) and against the calls the source recorded.
+  void compare_stats(const Op& op);
   void run_checker(const Op& op);
   long adopt(const Op& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
              const Live* kept);
@@ -173,6 +178,8 @@ class Lockstep {
   std::vector<SourceCall> last_calls_;
   std::uint8_t next_tag_ = 1;
   std::size_t steps_ = 0;
+  // System calls the source recorded since reset, per kind.
+  std::size_t extend_calls_ = 0, map_calls_ = 0, unmap_calls_ = 0;
   std::vector<Record> log_;
 };
 
