@@ -236,6 +236,12 @@ std::vector<Scenario> fault_scenarios() {
        {malloc_(131008), foreign(13), malloc_(100), foreign(5), malloc_(3000), free_(1),
         malloc_(50)}},
       {"r08_foreign_tiny_chunk", {malloc_(131008), foreign(3), malloc_(1), malloc_(8)}},
+      // Growing a 31008-byte free tail by 8 after a foreign sbrk: the 8-byte
+      // chunk is too small for a block; then two more growths.
+      {"r08_foreign_tiny_chunk_two_growths",
+       {malloc_(100000), foreign(100), malloc_(31016), malloc_(31016), malloc_(16)}},
+      {"r08_foreign_tiny_chunk_two_growths_unaligned",
+       {malloc_(100000), foreign(3), malloc_(31016), malloc_(31016), malloc_(16)}},
       {"r08_foreign_free_tail", {malloc_(100000), foreign(100), malloc_(40000), malloc_(16)}},
       {"r08_foreign_first", {foreign(7), malloc_(16), malloc_(24)}},
       {"r08_foreign_realloc_tail",
