@@ -245,7 +245,10 @@ struct ReallocFreed : Command {
   explicit ReallocFreed(const Program& s) {
     RC_PRE(!s.freed.empty());
     from = *rc::gen::elementOf(s.freed);
-    n = *rc::gen::oneOf(small_heap_size(), request_size());
+    // Heap sizes, mapped sizes and sizes that overflow or cannot be mapped:
+    // every path realloc could take before it sees the FREE header.
+    n = *rc::gen::oneOf(small_heap_size(), request_size(), huge_size(),
+                        rc::gen::inRange<std::size_t>(kMmapThreshold, 3 * kMmapThreshold));
     if (n == 0) n = 1;
   }
   void checkPreconditions(const Program& s) const override { RC_PRE(s.is_freed(from)); }
