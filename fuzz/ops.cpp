@@ -4,18 +4,19 @@
 //
 // Checked after every operation (model::Lockstep): the returned address and
 // the exact sbrk/mmap/munmap calls match the model, errno, alignment, no
-// overlap with any live block, the engine's block list against the model's,
-// the contents of the touched block and of its live neighbours (realloc
-// kept the prefix, calloc memory is zero). Every kFullEvery operations, and
-// once more at the end of the input: the full heap checker and every live
-// block's contents. At the end everything is freed, step by step.
+// overlap with any live block, os_heap_stats against the model and the
+// source, the contents of the touched block and of its live neighbours
+// (realloc kept the prefix, calloc memory is zero). Every kFullEvery
+// operations, and once more at the end of the input: the full heap checker,
+// the engine's block list against the model's and every live block's
+// contents. At the end everything is freed, step by step.
 //
 // Why kFullEvery = 16: the full checker walks every block and the whole
 // index, all of it coverage-instrumented engine code; run at every step it
 // took 30% of the time (perf, replaying a 360-input corpus). What it finds
-// stays broken until a later step repairs it, which the block-list
-// comparison at every step and the contents of the touched blocks make
-// unlikely to pass unseen; ci/mutants shows every planted bug still caught.
+// stays broken until a later step repairs it, which the statistics at every
+// step and the contents of the touched blocks make unlikely to pass unseen;
+// ci/mutants shows the planted bugs still caught.
 #include <cstddef>
 #include <cstdint>
 

@@ -254,10 +254,10 @@ void Lockstep::compare_stats(const Op& op) {
 
 void Lockstep::after_step(const Op& op) {
   compare_calls(op);
-  compare_blocks(op);
   compare_stats(op);
   if (options_.full_every != 0 && (steps_ + 1) % options_.full_every == 0) {
     run_checker(op);
+    compare_blocks(op);
     verify_all_contents(op);
   }
   ++steps_;

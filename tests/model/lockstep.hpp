@@ -51,9 +51,10 @@ class Lockstep {
   struct Options {
     FakeLimits limits{};
     std::uint64_t cookie = 0x9e3779b97f4a7c15ULL;
-    // Run the full checker and verify every live block's contents every
-    // `full_every` steps (1 = every step). The system calls, the result,
-    // the touched blocks and the block lists are compared at every step.
+    // Run the full checker, compare the block lists and verify every live
+    // block's contents every `full_every` steps (1 = every step). The
+    // system calls, the result, the statistics and the touched blocks are
+    // compared at every step.
     unsigned full_every = 1;
   };
 
