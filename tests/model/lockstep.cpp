@@ -71,6 +71,11 @@ std::string Lockstep::describe(const Record& r) {
       return "/* the next mmap fails */";
     case Record::Kind::Foreign:
       return "/* another component calls sbrk(" + std::to_string(r.a) + ") */";
+    case Record::Kind::FailExtendLater:
+      return "/* sbrk call " + std::to_string(r.a) + " from now fails */";
+    case Record::Kind::ForeignBeforeSbrk:
+      return "/* another component calls sbrk(" + std::to_string(r.b) + ") just before sbrk call " +
+             std::to_string(r.a) + " from now */";
     case Record::Kind::Final:
       return "final verification";
   }
@@ -435,7 +440,7 @@ void Lockstep::fail_next_extend() {
 }
 
 void Lockstep::fail_extend_later(std::size_t later) {
-  note("/* sbrk call " + std::to_string(later) + " from now fails */");
+  note({Record::Kind::FailExtendLater, 0, later});
   const std::size_t nth = source_->extend_calls() + later;
   if (model_.extend_calls() + later != nth)
     diverge("the source and the model count sbrk calls apart");
@@ -458,8 +463,7 @@ bool Lockstep::foreign_extend(std::size_t delta) {
 }
 
 void Lockstep::foreign_extend_before_sbrk(std::size_t later, std::size_t delta) {
-  note("/* another component calls sbrk(" + std::to_string(delta) + ") just before sbrk call " +
-       std::to_string(later) + " from now */");
+  note({Record::Kind::ForeignBeforeSbrk, 0, later, delta});
   const std::size_t nth = source_->extend_calls() + later;
   if (model_.extend_calls() + later != nth)
     diverge("the source and the model count sbrk calls apart");

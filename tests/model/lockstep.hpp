@@ -126,6 +126,8 @@ class Lockstep {
       FailExtend,
       FailMap,
       Foreign,
+      FailExtendLater,    // a = how many sbrk calls from now
+      ForeignBeforeSbrk,  // a = how many sbrk calls from now, b = delta
       Final,
     };
     Kind kind;
