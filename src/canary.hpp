@@ -46,9 +46,11 @@ class Sealer {
   void seal(BlockMeta* b) const { b->canary = compute(b); }
   bool intact(const BlockMeta* b) const { return b->canary == compute(b); }
 
-  // A second, independent keyed hash: the treap priority of a mapping.
-  std::uint64_t priority(const BlockMeta* b) const {
-    return mix64(mix64(cookie_ + 0x9e3779b97f4a7c15ULL) ^ b->address());
+  // A second, independent keyed hash: the treap priority of a mapping, and
+  // of a FREE block's index record.
+  std::uint64_t priority(const BlockMeta* b) const { return priority(b->address()); }
+  std::uint64_t priority(std::uintptr_t address) const {
+    return mix64(mix64(cookie_ + 0x9e3779b97f4a7c15ULL) ^ address);
   }
 
   std::uint64_t cookie() const { return cookie_; }

@@ -16,6 +16,7 @@
 #include "canary.hpp"
 #include "free_index.hpp"
 #include "invariant.hpp"
+#include "metadata.hpp"
 #include "report.hpp"
 
 namespace osmem {
@@ -23,15 +24,21 @@ namespace osmem {
 template <class Primary, class Oracle>
 class CrossCheckedIndex {
  public:
-  static constexpr std::size_t kMaxSpan =
-      Primary::kMaxSpan < Oracle::kMaxSpan ? Primary::kMaxSpan : Oracle::kMaxSpan;
-
   void bind(const ErrorHandler* handler, const char* const* operation) {
     handler_ = handler;
     operation_ = operation;
     primary_.bind(handler, operation);
     oracle_.bind(handler, operation);
   }
+
+  void attach(MetadataArea area) {
+    primary_.attach(area);
+    oracle_.attach(area);
+  }
+  std::size_t max_span() const {
+    return primary_.max_span() < oracle_.max_span() ? primary_.max_span() : oracle_.max_span();
+  }
+  const RecordPool& records() const { return primary_.records(); }
 
   void insert(const Sealer& sealer, BlockMeta* b) {
     primary_.insert(sealer, b);

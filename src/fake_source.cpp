@@ -19,6 +19,14 @@ FakeSource::FakeSource(FakeLimits limits) : limits_(limits) {
   if (limits_.max_mappings > kMappingSlots) limits_.max_mappings = kMappingSlots;
   base_ = static_cast<std::byte*>(os_.map(round_to_page(limits_.heap_capacity)));
   if (base_ == nullptr) limits_.heap_capacity = 0;  // every extend then fails
+  if (limits_.index_records == 0) limits_.index_records = limits_.heap_capacity / 40;
+  const std::size_t area = round_to_page(limits_.index_records * RecordPool::kRecordBytes);
+  if (void* p = area != 0 ? os_reserve(area) : nullptr) {
+    metadata_ = MetadataArea{p, limits_.index_records * RecordPool::kRecordBytes};
+    tool::unused_metadata(p, area);
+  } else {
+    limits_.index_records = 0;  // no records: the heap cannot grow (rule 14)
+  }
 }
 
 FakeSource::~FakeSource() {
@@ -30,6 +38,10 @@ FakeSource::~FakeSource() {
   // address must not inherit that.
   if (base_ != nullptr) tool::defined(base_, break_);
   if (base_ != nullptr) os_.unmap(base_, round_to_page(limits_.heap_capacity));
+  if (metadata_.base != nullptr) {
+    tool::used_metadata(metadata_.base, round_to_page(metadata_.bytes));  // no stale marks
+    os_.unmap(metadata_.base, round_to_page(metadata_.bytes));
+  }
 }
 
 void FakeSource::release_mappings() {

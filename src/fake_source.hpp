@@ -30,6 +30,10 @@ struct FakeLimits {
   std::size_t heap_capacity = std::size_t{16} << 20;
   std::size_t map_capacity = std::size_t{256} << 20;  // live mapped bytes
   std::size_t max_mappings = 512;                     // live mappings
+  // Records in the metadata area (24 bytes each); 0: heap_capacity / 40,
+  // so that the span limit of rule 14 (40 bytes per record) never binds
+  // before the heap capacity does.
+  std::size_t index_records = 0;
 };
 
 class FakeSource {
@@ -49,6 +53,10 @@ class FakeSource {
   void* extend(std::intptr_t delta);
   void* map(std::size_t len);
   bool unmap(void* p, std::size_t len);
+  // Reserved by the constructor (NORESERVE, so only touched records cost
+  // memory); reset() leaves it alone: a fresh engine initialises every
+  // record it hands out.
+  MetadataArea metadata_area() const { return metadata_; }
 
   // Back to a fresh state: break at offset 0, no mappings, empty log, no
   // scheduled failures. Limits are kept.
@@ -126,6 +134,7 @@ class FakeSource {
   FakeLimits limits_;
   std::byte* base_ = nullptr;
   std::size_t break_ = 0;
+  MetadataArea metadata_;
 
   std::size_t extend_calls_ = 0;
   std::size_t map_calls_ = 0;

@@ -13,6 +13,7 @@
 #include "block.hpp"
 #include "block_list.hpp"
 #include "canary.hpp"
+#include "metadata.hpp"
 #include "report.hpp"
 
 namespace osmem {
@@ -31,10 +32,11 @@ struct SearchStats {
 
 class LinearFreeIndex {
  public:
-  // The walk needs no encoding of addresses, so the heap may span anything.
-  static constexpr std::size_t kMaxSpan = SIZE_MAX;
-
   void bind(const ErrorHandler*, const char* const*) {}
+  // The walk keeps no records, so the heap may span anything.
+  void attach(MetadataArea) {}
+  std::size_t max_span() const { return SIZE_MAX; }
+  const RecordPool& records() const { return no_records_; }
   bool contains(const BlockMeta*) const { return true; }  // the list is the index
   template <class Readable, class Add>
   void check(const Sealer&, Readable&&, Add&&) const {}  // the list walk covers it
@@ -81,6 +83,7 @@ class LinearFreeIndex {
   std::size_t count_ = 0;
   std::size_t bytes_ = 0;
   mutable SearchStats walks_;
+  RecordPool no_records_;
 };
 
 }  // namespace osmem

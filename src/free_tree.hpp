@@ -6,17 +6,22 @@
 // answer is the first key >= (need, 0): a lower-bound query, which any
 // balanced search tree answers in O(log n).
 //
-// Where the tree lives. The contract gives us no memory of our own: a FREE
-// block's header is fully used (size, status, canary, and the address-order
-// links prev/next), and the smallest FREE block has exactly 8 payload bytes.
-// So each node stores its two children in those 8 bytes, as 32-bit offsets
-// from the first heap block in 8-byte units (0 = none), which covers a heap
-// span of 32 GiB (kMaxSpan; the engine never grows the heap past it). A
-// treap needs nothing else: its priority is derived, a keyed hash of the
-// block's address with the heap's secret cookie, so the expected depth is
-// O(log n) whatever sizes and addresses a program (or an attacker, who does
-// not know the cookie) produces. Insert and remove are top-down split/merge
-// along one path, so there are no parent links.
+// Where the tree lives. Not in the heap: the contract (rule 15) says a FREE
+// block keeps its payload bytes, and its header is fully used. Each FREE
+// block has one record in a pool outside user-visible memory (metadata.hpp):
+// its key (size, header address), cached so a walk reads no header, and its
+// two children as 32-bit record indices (0 = none). A treap needs nothing
+// else: its priority is derived, a keyed hash of the block's address with
+// the heap's secret cookie, so the expected depth is O(log n) whatever sizes
+// and addresses a program (or an attacker, who does not know the cookie)
+// produces. Insert and remove are top-down split/merge along one path, so
+// there are no parent links. A block finds its record by its key: remove()
+// searches for it, one root-to-leaf path like any search.
+//
+// Capacity. A FREE block takes at least 40 bytes of a heap segment (a header
+// and 8 bytes), so a pool of C records can index any heap whose segments
+// hold at most 40 * C bytes: max_span(), the limit of rule 14. The engine
+// never grows the heap past it, so an insert always finds a record.
 //
 // Why classes. One tree over all free blocks would work, but every level of
 // it is a cache miss in a large heap. Sizes up to 4096 get a class each
@@ -29,15 +34,16 @@
 // whose blocks fit. The roots and the bitmap are the only fixed storage
 // (4.1 KiB inside the heap object).
 //
-// Trust. The links live in payload memory a buggy program can still write
-// to (a use after free). Every decoded link is bounds-checked before it is
-// read, every descent is bounded, a node is read only if its header says
-// FREE, and a node is written only after its header's canary is verified:
-// corruption ends in a diagnosis, never in a write to someone else's block.
+// Trust. Records are osmem's own memory, out of a use after free's reach,
+// but every index is still bounds-checked (against the pool's high-water
+// mark) before it is followed and every descent is bounded; the block a
+// search returns is checked against its record (canary intact, FREE, same
+// size) before the engine uses it; the checker verifies every record's key
+// against its block's header. Corruption ends in a diagnosis.
 //
-// Memory tools. Free payloads are no access to them (sanitizer.hpp): an
-// operation opens each node, header and links, as it reaches it and closes
-// them all when it returns; the checker opens one node at a time.
+// Memory tools. The index reads no payload byte, so free payloads stay
+// wholly no access, during calls too (sanitizer.hpp); the headers it reads
+// (a search's answer, the checker's blocks) are opened one at a time.
 #pragma once
 
 #include <bit>
@@ -49,6 +55,7 @@
 #include "canary.hpp"
 #include "free_index.hpp"
 #include "invariant.hpp"
+#include "metadata.hpp"
 #include "report.hpp"
 
 namespace osmem {
@@ -57,27 +64,8 @@ class FreeTree {
  public:
   static constexpr std::size_t kExactLimit = 4096;  // sizes up to this have a class each
   static constexpr std::size_t kClasses = 1024;
-  static constexpr std::size_t kMaxSpan = (std::size_t{1} << 32) * kAlignment - kAlignment;
   static constexpr int kMaxDepth = 200;  // far beyond any honest treap's depth
-  // What a node is to memory tools: its header and its two links, opened
-  // (and closed) as two regions, so that a header the engine already holds
-  // open stays open.
-  static constexpr std::size_t kLinkBytes = 2 * sizeof(std::uint32_t);
-  struct OpenNodes {
-    tool::RevealPath<kMaxDepth + 8> headers{kHeaderSize};
-    tool::RevealPath<kMaxDepth + 8> links{kLinkBytes};
-    BlockMeta* operator()(BlockMeta* n) {
-      if (n != nullptr) links(n->payload());
-      return headers(n);
-    }
-  };
-  // One node held open for one scope.
-  struct NodeView {
-    explicit NodeView(const BlockMeta* n)
-        : header(n), links(n != nullptr ? n->payload() : nullptr, kLinkBytes) {}
-    OpenHeader header;
-    tool::Reveal links;
-  };
+  static constexpr std::size_t kRecordBytes = RecordPool::kRecordBytes;
 
   static constexpr std::size_t class_of(std::size_t size) {
     if (size <= kExactLimit) return size / kAlignment - 1;
@@ -93,125 +81,136 @@ class FreeTree {
     operation_ = operation;
   }
 
+  // The records' home; called once, before the first insert.
+  void attach(MetadataArea area) { pool_.attach(area); }
+
+  // Rule 14: the most bytes the heap's segments may hold so that every FREE
+  // block can have a record.
+  std::size_t max_span() const {
+    const std::size_t c = pool_.capacity();
+    return c > SIZE_MAX / kMinSplitRemainder ? SIZE_MAX : c * kMinSplitRemainder;
+  }
+
   void insert(const Sealer& sealer, BlockMeta* x) {
-    OpenNodes open;
-    open(x);
-    if (base_ == 0) base_ = x->address();  // the first heap block: the lowest address
-    if (x->address() > top_) top_ = x->address();
-    const std::size_t c = class_of(x->size);
+    const Key kx = key_of(x);
+    const std::uint32_t id = pool_.acquire();
+    if (id == 0) fail(x);  // the engine keeps the heap within max_span()
+    BlockRecord& rx = pool_.at(id);
+    rx = BlockRecord{kx.block, kx.size, 0, 0};
+    const std::size_t c = class_of(kx.size);
     bits_[c / 64] |= std::uint64_t{1} << (c % 64);
-    const std::uint64_t px = sealer.priority(x);
+    const std::uint64_t px = sealer.priority(kx.block);
     std::uint32_t* link = &roots_[c];
-    BlockMeta* owner = nullptr;  // the node whose child link will point at x
     int depth = 0;
     while (*link != 0) {
-      BlockMeta* n = visit(*link, depth, open);
-      if (sealer.priority(n) < px) break;
-      owner = n;
-      link = less(x, n) ? left(n) : right(n);
+      BlockRecord& n = visit(*link, depth);
+      if (sealer.priority(n.block) < px) break;
+      link = less(kx, n) ? &n.left : &n.right;
     }
-    if (owner != nullptr && !sealer.intact(owner)) fail(owner);
     // Split the subtree at *link around x's key; x takes both halves.
     std::uint32_t t = *link;
-    std::uint32_t* l = left(x);
-    std::uint32_t* r = right(x);
+    std::uint32_t* l = &rx.left;
+    std::uint32_t* r = &rx.right;
     while (t != 0) {
-      BlockMeta* n = writable(sealer, t, depth, open);
-      if (less(n, x)) {
+      BlockRecord& n = visit(t, depth);
+      if (less(n, kx)) {
         *l = t;
-        l = right(n);
+        l = &n.right;
         t = *l;
       } else {
         *r = t;
-        r = left(n);
+        r = &n.left;
         t = *r;
       }
     }
     *l = 0;
     *r = 0;
-    *link = encode(x);
-    ++count_;
-    bytes_ += x->size;
+    *link = id;
+    bytes_ += kx.size;
     walks_.add(static_cast<std::size_t>(depth));
   }
 
   void remove(const Sealer& sealer, BlockMeta* x) {
-    OpenNodes open;
-    open(x);
-    const std::size_t c = class_of(x->size);
+    const Key kx = key_of(x);
+    const std::size_t c = class_of(kx.size);
     std::uint32_t* link = &roots_[c];
-    const std::uint32_t target = encode(x);
-    BlockMeta* owner = nullptr;
     int depth = 0;
-    while (*link != target) {
+    // Find x's record by its key.
+    for (;;) {
       if (*link == 0) fail(x);  // a FREE block the index does not hold
-      owner = visit(*link, depth, open);
-      link = less(x, owner) ? left(owner) : right(owner);
+      BlockRecord& n = visit(*link, depth);
+      if (n.block == kx.block && n.size == kx.size) break;
+      link = less(kx, n) ? &n.left : &n.right;
     }
-    if (owner != nullptr && !sealer.intact(owner)) fail(owner);
+    const std::uint32_t id = *link;
     // Merge x's subtrees in x's place, higher priority on top.
-    std::uint32_t a = *left(x);
-    std::uint32_t b = *right(x);
+    std::uint32_t a = pool_.at(id).left;
+    std::uint32_t b = pool_.at(id).right;
     while (a != 0 && b != 0) {
-      BlockMeta* na = writable(sealer, a, depth, open);
-      BlockMeta* nb = writable(sealer, b, depth, open);
-      if (sealer.priority(na) > sealer.priority(nb)) {
+      BlockRecord& na = visit(a, depth);
+      BlockRecord& nb = visit(b, depth);
+      if (sealer.priority(na.block) > sealer.priority(nb.block)) {
         *link = a;
-        link = right(na);
+        link = &na.right;
         a = *link;
       } else {
         *link = b;
-        link = left(nb);
+        link = &nb.left;
         b = *link;
       }
     }
     *link = a != 0 ? a : b;
     if (roots_[c] == 0) bits_[c / 64] &= ~(std::uint64_t{1} << (c % 64));
-    --count_;
-    bytes_ -= x->size;
+    pool_.release(id);
+    bytes_ -= kx.size;
     walks_.add(static_cast<std::size_t>(depth));
   }
 
   BlockMeta* find(const Sealer& sealer, const BlockList&, std::size_t need,
                   SearchStats& stats) const {
-    OpenNodes open;
     int depth = 0;
     std::size_t c = class_of(need);
-    BlockMeta* best = nullptr;
+    const BlockRecord* best = nullptr;
     // need's own class may hold blocks smaller than need: a lower bound.
     for (std::uint32_t v = roots_[c]; v != 0;) {
-      BlockMeta* n = visit(v, depth, open);
-      if (n->size >= need) {
-        best = n;
-        v = *left(n);
+      const BlockRecord& n = visit(v, depth);
+      if (n.size >= need) {
+        best = &n;
+        v = n.left;
       } else {
-        v = *right(n);
+        v = n.right;
       }
     }
     if (best == nullptr && (c = next_class(c + 1)) < kClasses) {
       // Every block of a higher class fits: the leftmost is the best.
-      for (std::uint32_t v = roots_[c]; v != 0; v = *left(best)) best = visit(v, depth, open);
+      for (std::uint32_t v = roots_[c]; v != 0; v = best->left) best = &visit(v, depth);
     }
     stats.add(static_cast<std::size_t>(depth));
     walks_.add(static_cast<std::size_t>(depth));
-    if (best != nullptr && !sealer.intact(best)) fail(best);
-    return best;
+    if (best == nullptr) return nullptr;
+    auto* b = reinterpret_cast<BlockMeta*>(best->block);
+    // The engine is about to use this block: it must be what its record says.
+    const OpenHeader open(b);
+    if (!sealer.intact(b) || b->status != Status::Free || b->size != best->size) fail(b);
+    return b;
   }
 
-  std::size_t count() const { return count_; }
+  std::size_t count() const { return pool_.in_use(); }
   std::size_t bytes() const { return bytes_; }
+  // The pool, for statistics.
+  const RecordPool& records() const { return pool_; }
 
-  // For the checker: is b, a FREE block on the heap list, in the tree where
-  // its key says it must be? Read-only and bounded, whatever the links hold.
+  // For the checker: does b, a FREE block on the heap list, have its record
+  // where its key says it must be? Read-only and bounded, whatever the
+  // records hold.
   bool contains(const BlockMeta* b) const {
-    const OpenHeader open_b(b);
-    std::uint32_t v = roots_[class_of(b->size)];
+    const Key kb = key_of(b);
+    std::uint32_t v = roots_[class_of(kb.size)];
     for (int depth = 0; v != 0 && depth <= kMaxDepth; ++depth) {
-      const BlockMeta* n = decode(v);
-      if (n == b) return true;
-      if (addr_of(n) > top_) return false;
-      const NodeView open(n);
-      v = less(b, n) ? *left(n) : *right(n);
+      if (!pool_.valid(v)) return false;
+      const BlockRecord& n = pool_.at(v);
+      if (n.block == kb.block && n.size == kb.size) return true;
+      v = less(kb, n) ? n.left : n.right;
     }
     return false;
   }
@@ -224,100 +223,110 @@ class FreeTree {
   template <class Readable, class Add>
   void check(const Sealer& sealer, Readable&& readable, Add&& add) const {
     struct Frame {
-      const BlockMeta* node;
-      const BlockMeta* lo;  // exclusive key bounds (nullptr: unbounded)
-      const BlockMeta* hi;
+      std::uint32_t id;
+      const BlockRecord* lo;  // exclusive key bounds (nullptr: unbounded)
+      const BlockRecord* hi;
       std::uint64_t parent_priority;
     };
     Frame stack[kMaxDepth + 2];
     std::size_t nodes = 0;
+    std::size_t bytes = 0;
     bool complete = true;
     for (std::size_t c = 0; c < kClasses; ++c) {
       const bool bit = (bits_[c / 64] >> (c % 64)) & 1;
-      if (bit != (roots_[c] != 0)) add(Invariant::IndexMismatch, decode(roots_[c]));
+      if (bit != (roots_[c] != 0)) add(Invariant::IndexMismatch, nullptr);
       if (roots_[c] == 0) continue;
       int depth = 0;
-      stack[depth++] = Frame{decode(roots_[c]), nullptr, nullptr, UINT64_MAX};
+      stack[depth++] = Frame{roots_[c], nullptr, nullptr, UINT64_MAX};
       while (depth > 0) {
         const Frame f = stack[--depth];
-        const BlockMeta* n = f.node;
-        const bool in_reach = readable(n) && addr_of(n) <= top_;
-        const NodeView open(in_reach ? n : nullptr);
-        if (!in_reach || class_of(n->size) != c) {
-          add(Invariant::IndexMismatch, n);  // cannot be a free block of this class
+        if (!pool_.valid(f.id)) {
+          add(Invariant::IndexMismatch, nullptr);  // an index past the pool's records
           complete = false;
           continue;
         }
-        if (!sealer.intact(n) || n->status != Status::Free) {
-          // The heap checker runs this only once the list is sound, so this
-          // is no damaged list block: a link leads somewhere no FREE block
-          // is. Reported, and not followed.
-          add(Invariant::IndexMismatch, n);
+        const BlockRecord& n = pool_.at(f.id);
+        const auto* b = reinterpret_cast<const BlockMeta*>(n.block);
+        if (!readable(b) || class_of(n.size) != c) {
+          add(Invariant::IndexMismatch, b);  // cannot be a free block of this class
           complete = false;
           continue;
         }
-        const std::uint64_t p = sealer.priority(n);
-        if ((f.lo != nullptr && !less(f.lo, n)) || (f.hi != nullptr && !less(n, f.hi)) ||
-            p > f.parent_priority) {
-          add(Invariant::IndexMismatch, n);
-        }
-        if (++nodes > count_) {
-          add(Invariant::IndexMismatch, n);
-          return;  // more nodes than free blocks: a cycle or a stray
-        }
-        for (int side = 0; side < 2; ++side) {
-          const std::uint32_t v = side == 0 ? *left(n) : *right(n);
-          if (v == 0) continue;
-          if (depth >= kMaxDepth) {
-            add(Invariant::IndexMismatch, n);
+        {
+          // The record's key must be its block's header: a FREE block of
+          // that size, sealed.
+          const OpenHeader open(b);
+          if (!sealer.intact(b) || b->status != Status::Free || b->size != n.size) {
+            add(Invariant::IndexMismatch, b);
             complete = false;
             continue;
           }
-          stack[depth++] = side == 0 ? Frame{decode(v), f.lo, n, p} : Frame{decode(v), n, f.hi, p};
+        }
+        const std::uint64_t p = sealer.priority(n.block);
+        if ((f.lo != nullptr && !less(*f.lo, n)) || (f.hi != nullptr && !less(n, *f.hi)) ||
+            p > f.parent_priority) {
+          add(Invariant::IndexMismatch, b);
+        }
+        if (++nodes > pool_.in_use()) {
+          add(Invariant::IndexMismatch, b);
+          return;  // more nodes than records in use: a cycle or a stray
+        }
+        bytes += n.size;
+        for (int side = 0; side < 2; ++side) {
+          const std::uint32_t v = side == 0 ? n.left : n.right;
+          if (v == 0) continue;
+          if (depth >= kMaxDepth) {
+            add(Invariant::IndexMismatch, b);
+            complete = false;
+            continue;
+          }
+          stack[depth++] = side == 0 ? Frame{v, f.lo, &n, p} : Frame{v, &n, f.hi, p};
         }
       }
     }
-    // Byte totals are compared by the heap checker (index against list), and
-    // only when the list walk is sound: a corrupted size is reported once.
-    if (complete && nodes != count_) add(Invariant::IndexMismatch, nullptr);
+    // Every record is in a tree or on the pool's free list, never both.
+    std::size_t recycled = 0;
+    for (std::uint32_t v = pool_.free_head(); v != 0; v = pool_.at(v).left) {
+      if (!pool_.valid(v) || ++recycled > pool_.high_water() || pool_.at(v).block != 0) {
+        add(Invariant::IndexMismatch, nullptr);
+        complete = false;
+        break;
+      }
+    }
+    if (complete && (nodes != pool_.in_use() || bytes != bytes_ ||
+                     recycled + pool_.in_use() != pool_.high_water())) {
+      add(Invariant::IndexMismatch, nullptr);
+    }
   }
 
  private:
-  static bool less(const BlockMeta* a, const BlockMeta* b) {
-    const OpenHeader open_a(a), open_b(b);  // a may be a node whose walk moved on
-    return a->size < b->size || (a->size == b->size && a < b);
+  struct Key {
+    std::size_t size;
+    std::uintptr_t block;
+  };
+  static Key key_of(const BlockMeta* b) {
+    const OpenHeader open(b);
+    return Key{b->size, b->address()};
   }
-  static std::uint32_t* left(const BlockMeta* b) {
-    return reinterpret_cast<std::uint32_t*>(const_cast<std::byte*>(b->payload()));
+  static bool less(const Key& a, const BlockRecord& b) {
+    return a.size < b.size || (a.size == b.size && a.block < b.block);
   }
-  static std::uint32_t* right(const BlockMeta* b) { return left(b) + 1; }
+  static bool less(const BlockRecord& a, const Key& b) {
+    return a.size < b.size || (a.size == b.size && a.block < b.block);
+  }
+  static bool less(const BlockRecord& a, const BlockRecord& b) {
+    return a.size < b.size || (a.size == b.size && a.block < b.block);
+  }
 
-  std::uint32_t encode(const BlockMeta* b) const {
-    return static_cast<std::uint32_t>(((b->address() - base_) >> 3) + 1);
-  }
-  BlockMeta* decode(std::uint32_t v) const {
-    return v == 0 ? nullptr
-                  : reinterpret_cast<BlockMeta*>(base_ + (static_cast<std::uintptr_t>(v) - 1) * 8);
-  }
-
-  [[noreturn]] void fail(const BlockMeta* at) const {
+  [[noreturn]] void fail(const void* at) const {
     report(handler_ != nullptr ? *handler_ : nullptr, ErrorKind::HeapInconsistent,
            operation_ != nullptr ? *operation_ : "", at);
   }
 
-  // A node about to be read: inside the heap, FREE, and not too deep.
-  BlockMeta* visit(std::uint32_t v, int& depth, OpenNodes& open) const {
-    BlockMeta* n = decode(v);
-    if (n->address() > top_) fail(n);
-    open(n);  // only once it is known to lie in the heap
-    if (n->status != Status::Free || ++depth > kMaxDepth) fail(n);
-    return n;
-  }
-  // A node about to be written: its header must also be intact.
-  BlockMeta* writable(const Sealer& sealer, std::uint32_t v, int& depth, OpenNodes& open) const {
-    BlockMeta* n = visit(v, depth, open);
-    if (!sealer.intact(n)) fail(n);
-    return n;
+  // A record about to be read: one the pool handed out, and not too deep.
+  BlockRecord& visit(std::uint32_t v, int& depth) const {
+    if (!pool_.valid(v) || ++depth > kMaxDepth) fail(nullptr);
+    return pool_.at(v);
   }
 
   std::size_t next_class(std::size_t c) const {
@@ -328,11 +337,9 @@ class FreeTree {
     return kClasses;
   }
 
+  RecordPool pool_;
   std::uint32_t roots_[kClasses] = {};
   std::uint64_t bits_[kClasses / 64] = {};
-  std::uintptr_t base_ = 0;  // address of the first heap block
-  std::uintptr_t top_ = 0;   // highest header address ever indexed
-  std::size_t count_ = 0;
   std::size_t bytes_ = 0;
   mutable SearchStats walks_;
   const ErrorHandler* handler_ = nullptr;

@@ -51,6 +51,7 @@ class Heap {
  public:
   Heap(Source& source, std::uint64_t cookie) : source_(source), sealer_(cookie) {
     index_.bind(&handler_, &operation_);
+    index_.attach(source_.metadata_area());
   }
   Heap(const Heap&) = delete;
   Heap& operator=(const Heap&) = delete;
@@ -436,14 +437,18 @@ class Heap {
 
   // ---- growing the heap -----------------------------------------------------
 
+  // Rule 14: every FREE block needs an index record, so the heap's segments
+  // may hold at most the bytes the records cover.
+  bool within_span(std::size_t more) const {
+    const std::size_t limit = index_.max_span();
+    return heap_bytes_ <= limit && more <= limit - heap_bytes_;
+  }
+
   // One sbrk(delta), or nothing when the heap would pass the index's span
   // (rule 14: treated as a failed call). The bytes are no access until
   // handed out.
   std::byte* sbrk(std::size_t delta) {
-    if (heap_lo_ != nullptr &&
-        delta > Config::FreeIndex::kMaxSpan - static_cast<std::size_t>(heap_hi_ - heap_lo_)) {
-      return nullptr;
-    }
+    if (!within_span(delta)) return nullptr;
     ++sbrk_calls_;
     void* r = source_.extend(static_cast<std::intptr_t>(delta));
     if (r == nullptr) return nullptr;
@@ -513,7 +518,7 @@ class Heap {
         return Growth::SegmentFailed;
       }
     }
-    if (static_cast<std::size_t>(end - heap_lo_) > Config::FreeIndex::kMaxSpan) {
+    if (!within_span(kHeaderSize + need)) {
       leave_chunk(r, end);  // past the span: left unused
       return Growth::SegmentFailed;
     }
@@ -535,7 +540,7 @@ class Heap {
     auto* end = reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(hi) &
                                              ~std::uintptr_t{kAlignment - 1});
     if (end <= start || static_cast<std::size_t>(end - start) < kMinSplitRemainder) return;
-    if (static_cast<std::size_t>(end - heap_lo_) > Config::FreeIndex::kMaxSpan) return;
+    if (!within_span(static_cast<std::size_t>(end - start))) return;
     BlockMeta* b = BlockMeta::at(start);
     const OpenHeader open(b);
     b->size = static_cast<std::size_t>(end - start) - kHeaderSize;

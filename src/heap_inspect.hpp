@@ -181,6 +181,11 @@ void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
   out->index_operations = index_.walks().searches;
   out->index_visits = index_.walks().visits;
   out->index_visits_max = index_.walks().max_visits;
+  out->index_record_bytes = RecordPool::kRecordBytes;
+  out->index_records = index_.records().in_use();
+  out->index_records_max = index_.records().high_water();
+  out->index_record_capacity = index_.records().capacity();
+  out->heap_span_limit = index_.max_span();
 }
 
 namespace detail {

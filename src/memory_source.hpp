@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "metadata.hpp"
+
 namespace osmem {
 
 template <class S>
@@ -22,6 +24,10 @@ concept MemorySource = requires(S& s, std::intptr_t delta, std::size_t len, void
   { s.map(len) } -> std::same_as<void*>;
   // munmap(p, len): false when the system refused.
   { s.unmap(p, len) } -> std::same_as<bool>;
+  // Where the engine keeps its per-block records (metadata.hpp): memory
+  // reserved before the engine's first call, so that using it never needs a
+  // system call. The same area for the life of the source.
+  { s.metadata_area() } -> std::same_as<MetadataArea>;
 };
 
 }  // namespace osmem

@@ -8,7 +8,66 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sanitizer.hpp"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define OSMEM_CAN_ASK_VALGRIND 1
+#endif
+
 namespace osmem {
+
+namespace {
+
+// The metadata area (metadata.hpp, contract rule 14): reserved once, before
+// any os_* call can run, so that no call ever maps memory for records. 16
+// GiB of address space holds 715,827,882 records of 24 bytes, enough for a
+// heap of 26.6 GiB; it costs memory only where records are touched. Where
+// the system (an address-space limit, strict overcommit, a memory tool)
+// refuses that much, each smaller power of two down to kMinReserve is
+// tried, and the heap limit shrinks with it.
+//
+// Under Valgrind the area is 64 MiB (2,796,202 records, a heap of 111 MB):
+// memcheck's leak check reads every readable mapping, which for a larger
+// area takes seconds per 256 MiB. A build with Valgrind hooks also marks the
+// untouched records no access, so that the scan skips them entirely.
+constexpr std::size_t kMetadataReserve = std::size_t{16} << 30;
+constexpr std::size_t kValgrindReserve = std::size_t{64} << 20;
+constexpr std::size_t kMinReserve = std::size_t{16} << 20;
+
+bool under_valgrind() {
+#if defined(OSMEM_CAN_ASK_VALGRIND)
+  return RUNNING_ON_VALGRIND != 0;
+#else
+  return false;
+#endif
+}
+
+// Constant-initialised (no guard, no constructor order): empty until the
+// load-time reservation below has run.
+MetadataArea g_metadata = {};
+
+// Priority 101: before the constructors of the program and of the
+// libraries loaded after this one, which may call os_* functions.
+__attribute__((constructor(101))) void reserve_metadata() {
+  const std::size_t first = under_valgrind() ? kValgrindReserve : kMetadataReserve;
+  for (std::size_t len = first; len >= kMinReserve && g_metadata.base == nullptr; len /= 2) {
+    if (void* p = os_reserve(len)) g_metadata = MetadataArea{p, len};
+  }
+  tool::unused_metadata(g_metadata.base, g_metadata.bytes);
+}
+
+}  // namespace
+
+void* os_reserve(std::size_t len) {
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+MetadataArea OsSource::metadata_area() {
+  return g_metadata;
+}
 
 // The kernel passes the page size in the auxiliary vector: reading it costs
 // no system call, and needs no function-local static (whose thread-safe

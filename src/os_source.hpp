@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "metadata.hpp"
+
 namespace osmem {
 
 struct OsSource {
@@ -12,7 +14,14 @@ struct OsSource {
   void* extend(std::intptr_t delta);
   void* map(std::size_t len);
   bool unmap(void* p, std::size_t len);
+  // The area reserved when the library was loaded (os_reserve_metadata);
+  // empty if that failed or has not run yet.
+  MetadataArea metadata_area();
 };
+
+// mmap(NULL, len, RW, PRIVATE|ANONYMOUS|NORESERVE): address space that
+// costs memory only where it is touched. Null on failure.
+void* os_reserve(std::size_t len);
 
 // Writes all of buf to fd, retrying on short writes; no heap use.
 void os_write_all(int fd, const char* buf, std::size_t len);

@@ -148,6 +148,22 @@ inline void defined([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t
 #endif
 }
 
+// osmem's own memory (the metadata area) that holds nothing yet, and the
+// part of it that now holds records. Only Valgrind is told: its leak check
+// scans every readable mapping for pointers, and would read a reserved
+// area of gigabytes page by page; a no-access range it skips. (For ASan the
+// area is ordinary memory: poisoning it would write gigabytes of shadow.)
+inline void unused_metadata([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
+#if defined(OSMEM_TOOL_VALGRIND)
+  if (n != 0) (void)VALGRIND_MAKE_MEM_NOACCESS(p, n);  // Untracked or not: our own memory
+#endif
+}
+inline void used_metadata([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
+#if defined(OSMEM_TOOL_VALGRIND)
+  if (n != 0) (void)VALGRIND_MAKE_MEM_DEFINED(p, n);
+#endif
+}
+
 // True when any byte of [p, p + n) is no access. Asks the tool, so nested
 // Reveal scopes need no bookkeeping of their own.
 inline bool hidden([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t n) {
@@ -285,7 +301,7 @@ class Reveal {
 
 // Opens regions of `len` bytes as a walk reaches them and closes them all
 // when it ends: for operations that link and reseal nodes all along a path
-// (treaps threaded through headers and free payloads). A path longer than N,
+// (the treap of mappings, threaded through their headers). A path longer than N,
 // far deeper than the walk's own bound, leaves the rest open: less checking,
 // never a false report.
 template <std::size_t N>
@@ -315,6 +331,34 @@ class RevealPath {
   std::size_t count_ = 0;
   [[maybe_unused]] std::size_t len_;
 };
+
+// Copies n bytes at p to out whatever the tool thinks of them (no access,
+// uninitialised), leaving the tool's view of p as it was and out defined:
+// for test harnesses that compare memory osmem must not have written, such
+// as free payloads. Never used by the engine.
+#if defined(__clang__)
+#define OSMEM_NO_SANITIZE_READS __attribute__((no_sanitize("address", "memory")))
+#elif defined(__SANITIZE_ADDRESS__)
+#define OSMEM_NO_SANITIZE_READS __attribute__((no_sanitize_address))
+#else
+#define OSMEM_NO_SANITIZE_READS
+#endif
+OSMEM_NO_SANITIZE_READS inline void peek(void* out, const void* p, std::size_t n) {
+#if defined(OSMEM_TOOL_VALGRIND)
+  VALGRIND_DISABLE_ERROR_REPORTING;
+#endif
+  // Byte by byte through volatile: a loop the compiler cannot turn into a
+  // call to memcpy, which the tool would check.
+  const volatile unsigned char* from = static_cast<const volatile unsigned char*>(p);
+  auto* to = static_cast<unsigned char*>(out);
+  for (std::size_t i = 0; i < n; ++i) to[i] = from[i];
+#if defined(OSMEM_TOOL_VALGRIND)
+  VALGRIND_ENABLE_ERROR_REPORTING;
+  (void)VALGRIND_MAKE_MEM_DEFINED(out, n);
+#elif defined(OSMEM_TOOL_MSAN)
+  __msan_unpoison(out, n);
+#endif
+}
 
 // For white-box tests that forge headers byte by byte (the checker's and
 // the error tests): while one of these lives, the vocabulary says nothing,

@@ -97,6 +97,14 @@ struct os_heap_stats {
   size_t index_operations;  /* searches, insertions and removals in the free index */
   size_t index_visits;      /* blocks those operations inspected */
   size_t index_visits_max;  /* most blocks inspected by one of them */
+  /* The index's records, kept outside the heap (one per FREE heap block;
+   * docs/contract.md rules 14 and 15). Appended: older fields keep their
+   * offsets. */
+  size_t index_record_bytes;    /* bytes per record (24) */
+  size_t index_records;         /* records in use: one per FREE heap block */
+  size_t index_records_max;     /* high-water mark: records ever touched */
+  size_t index_record_capacity; /* records the reserved metadata area holds */
+  size_t heap_span_limit;       /* most bytes heap segments may hold (rule 14) */
 };
 
 /* Fills *out; returns 0, or -1 when out is NULL. */
