@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "model/pattern.hpp"
+#include "sanitizer.hpp"
 
 namespace osmem::model {
 
@@ -43,6 +44,8 @@ void Lockstep::reset() {
   by_address_.clear();
   freed_.clear();
   last_calls_.clear();
+  expected_.clear();
+  blocks_before_.clear();
   next_tag_ = 1;
   steps_ = 0;
   extend_calls_ = map_calls_ = unmap_calls_ = 0;
@@ -260,12 +263,63 @@ void Lockstep::compare_stats(const Op& op) {
 void Lockstep::after_step(const Op& op) {
   compare_calls(op);
   compare_stats(op);
-  if (options_.full_every != 0 && (steps_ + 1) % options_.full_every == 0) {
+  const bool full = options_.full_every != 0 && (steps_ + 1) % options_.full_every == 0;
+  if (full) {
     run_checker(op);
     compare_blocks(op);
     verify_all_contents(op);
   }
+  check_free_payloads(op, full);
   ++steps_;
+}
+
+void Lockstep::begin_step() {
+  blocks_before_ = model_.heap_blocks();
+}
+
+// The user's bytes in a live heap block (the whole capacity: the rounding
+// slack too, whatever osmem's copy or the user left there), just before it
+// is freed or resized; memory tools are not asked (tool::peek), since the
+// slack is no access to them.
+void Lockstep::remember_payload(const Addr& a) {
+  if (a.kind != Addr::Kind::Heap) return;
+  const std::size_t cap = model_.capacity(a);
+  if (expected_.size() < a.value + cap) expected_.resize(a.value + cap, 0);
+  tool::peek(expected_.data() + a.value, source_->heap_base() + a.value, cap);
+}
+
+void Lockstep::check_free_payloads(const Op& op, bool all) {
+  const std::vector<Block>& after = model_.heap_blocks();
+  if (expected_.size() < model_.break_offset()) expected_.resize(model_.break_offset(), 0);
+  // A header that a merge absorbed becomes payload of the merged block
+  // with whatever it held: from now on those are the bytes to keep.
+  std::size_t j = 0;
+  for (const Block& b : blocks_before_) {
+    while (j < after.size() && after[j].offset < b.offset) ++j;
+    if (j < after.size() && after[j].offset == b.offset) continue;
+    tool::peek(expected_.data() + b.offset, source_->heap_base() + b.offset, kHeaderSize);
+  }
+  std::vector<std::uint8_t> got;
+  j = 0;
+  for (const Block& b : after) {
+    if (b.status != Status::Free) continue;
+    if (!all) {
+      while (j < blocks_before_.size() && blocks_before_[j].offset < b.offset) ++j;
+      if (j < blocks_before_.size() && blocks_before_[j] == b) continue;
+    }
+    const std::size_t from = b.offset + kHeaderSize;
+    got.resize(b.size);
+    tool::peek(got.data(), source_->heap_base() + from, b.size);
+    if (std::memcmp(got.data(), expected_.data() + from, b.size) == 0) continue;
+    std::size_t k = 0;
+    while (got[k] == expected_[from + k]) ++k;
+    std::ostringstream s;
+    s << ": FREE block at +0x" << std::hex << b.offset << std::dec << " (size " << b.size
+      << ") has payload byte " << k << " changed: 0x" << std::hex << unsigned(got[k])
+      << ", the user left 0x" << unsigned(expected_[from + k])
+      << " (osmem must not write to a free payload)";
+    diverge(op + s.str());
+  }
 }
 
 void Lockstep::verify_contents(const Op& op, const Live& l) const {
@@ -329,6 +383,7 @@ long Lockstep::adopt(const Op& op, void* p, const Addr& a, std::size_t requested
 
 long Lockstep::malloc(std::size_t n) {
   const Op op = note({Record::Kind::Malloc, 0, n});
+  begin_step();
   errno = 0;
   void* p = engine_->malloc(n);
   const int err = errno;
@@ -342,6 +397,7 @@ long Lockstep::malloc(std::size_t n) {
 
 long Lockstep::calloc(std::size_t nmemb, std::size_t size) {
   const Op op = note({Record::Kind::Calloc, 0, nmemb, size});
+  begin_step();
   errno = 0;
   void* p = engine_->calloc(nmemb, size);
   const int err = errno;
@@ -355,6 +411,7 @@ long Lockstep::calloc(std::size_t nmemb, std::size_t size) {
 
 long Lockstep::realloc_null(std::size_t n) {
   const Op op = note({Record::Kind::ReallocNull, 0, n});
+  begin_step();
   errno = 0;
   void* p = engine_->realloc(nullptr, n);
   const int err = errno;
@@ -370,6 +427,8 @@ long Lockstep::realloc(std::size_t index, std::size_t n) {
   const Live old = live_.at(index);
   const Op op = note({Record::Kind::Realloc, 0, old.requested, n, old.addr});
   verify_contents(op.with(" (before)"), old);
+  begin_step();
+  remember_payload(old.addr);
   errno = 0;
   void* p = engine_->realloc(old.ptr, n);
   const int err = errno;
@@ -403,6 +462,8 @@ void Lockstep::free(std::size_t index) {
   const Live old = live_.at(index);
   const Op op = note({Record::Kind::Free, 0, 0, 0, old.addr});
   verify_contents(op, old);
+  begin_step();
+  remember_payload(old.addr);
   engine_->free(old.ptr);
   model_.free(old.addr);
   const auto start = reinterpret_cast<std::uintptr_t>(old.ptr);
@@ -422,6 +483,7 @@ bool Lockstep::realloc_freed(std::size_t pick, std::size_t n) {
   const auto [ptr, addr] = freed_[pick % freed_.size()];
   if (!model_.is_free_block(addr) || n == 0) return false;
   const Op op = note({Record::Kind::ReallocFreed, 0, 0, n, addr});
+  begin_step();
   errno = 0;
   void* p = engine_->realloc(ptr, n);
   const int err = errno;
@@ -477,6 +539,8 @@ void Lockstep::verify_all() {
   run_checker(op);
   compare_blocks(op);
   compare_stats(op);
+  begin_step();  // nothing ran since the last step: no header was absorbed
+  check_free_payloads(op, true);
 }
 
 void Lockstep::free_all() {

@@ -169,6 +169,13 @@ class Lockstep {
   // The live blocks that start just below and just above `start`.
   void verify_neighbours(const Op& op, std::uintptr_t start) const;
   void verify_all_contents(const Op& op) const;
+  // Rule 15, the bytes of FREE payloads: before a step, what the user
+  // leaves in a block about to be freed or resized; after it, the payloads
+  // compared with that record (the FREE blocks the step made or changed;
+  // all of them on a full step).
+  void begin_step();
+  void remember_payload(const Addr& a);
+  void check_free_payloads(const Op& op, bool all);
   Op note(Record r);
 
   Options options_;
@@ -179,6 +186,11 @@ class Lockstep {
   std::map<std::uintptr_t, Live> by_address_;       // live_, keyed by start address
   std::vector<std::pair<std::byte*, Addr>> freed_;  // recently freed heap blocks
   std::vector<SourceCall> last_calls_;
+  // What every byte of the heap buffer that lies in a FREE payload must
+  // hold: the bytes the user left (fresh sbrk memory is zero). Grows with
+  // the break; bytes of live blocks are recorded when they are given back.
+  std::vector<std::uint8_t> expected_;
+  std::vector<Block> blocks_before_;  // the model's heap list before the step
   std::uint8_t next_tag_ = 1;
   std::size_t steps_ = 0;
   // System calls the source recorded since reset, per kind.
