@@ -308,14 +308,18 @@ class FreeTree {
     const OpenHeader open(b);
     return Key{b->size, b->address()};
   }
+  // The order of keys: by size, then by address (ties go to the lowest).
+  static bool less(std::size_t a_size, std::uintptr_t a, std::size_t b_size, std::uintptr_t b) {
+    return a_size < b_size || (a_size == b_size && a < b);
+  }
   static bool less(const Key& a, const BlockRecord& b) {
-    return a.size < b.size || (a.size == b.size && a.block < b.block);
+    return less(a.size, a.block, b.size, b.block);
   }
   static bool less(const BlockRecord& a, const Key& b) {
-    return a.size < b.size || (a.size == b.size && a.block < b.block);
+    return less(a.size, a.block, b.size, b.block);
   }
   static bool less(const BlockRecord& a, const BlockRecord& b) {
-    return a.size < b.size || (a.size == b.size && a.block < b.block);
+    return less(a.size, a.block, b.size, b.block);
   }
 
   [[noreturn]] void fail(const void* at) const {
