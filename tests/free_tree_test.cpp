@@ -1,7 +1,7 @@
 // The free-block index: exact best fit (checked against the model by the
 // lockstep and differential tests), bounded search cost, its invariants in
-// the checker, and corruption of its in-payload links diagnosed rather than
-// followed.
+// the checker, its records outside the heap (a free payload is the user's),
+// and corruption of its records diagnosed rather than followed.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -94,24 +94,48 @@ TEST(FreeTree, SearchVisitsGrowLogarithmically) {
   EXPECT_EQ(heap.check(v, 4), 0u);
 }
 
-// Smashing a free block's payload (where its tree links live), as a use
-// after free would, is caught by the checker and diagnosed by the next
-// operation that walks there, never followed into another block.
-TEST(FreeTree, CorruptedLinksAreReportedNotFollowed) {
+// A use after free writes into a FREE payload: that is the user's memory
+// now (rule 15), the index is elsewhere, so nothing notices and nothing
+// changes: the checker stays silent, later searches choose as before, and
+// the bytes stay as written until the block is handed out again.
+TEST(FreeTree, AWriteIntoAFreePayloadLeavesTheIndexAlone) {
   const tool::Untracked untracked;  // the test writes into free payloads
+  FakeSource src;
+  Heap<FakeSource> heap(src, 0xfeed);
+  std::vector<void*> live;
+  for (int i = 0; i < 64; ++i) live.push_back(heap.malloc(48));
+  for (std::size_t i = 0; i < live.size(); i += 2) heap.free(live[i]);
+  for (std::size_t i = 0; i < live.size(); i += 2) std::memset(live[i], 0xa5, 48);
+  Violation v[4];
+  EXPECT_EQ(heap.check(v, 4), 0u);
+  // The lowest free 48-byte block is chosen first, then the next; the
+  // others keep the bytes written into them.
+  EXPECT_EQ(heap.malloc(48), live[0]);
+  EXPECT_EQ(heap.malloc(48), live[2]);
+  for (std::size_t i = 4; i < live.size() - 2; i += 2) {
+    const auto* bytes = static_cast<const unsigned char*>(live[i]);
+    for (int j = 0; j < 48; ++j) ASSERT_EQ(bytes[j], 0xa5) << "block " << i << " byte " << j;
+  }
+  EXPECT_EQ(heap.check(v, 4), 0u);
+}
+
+// The records live in the source's metadata area. A record whose child
+// index points past the records ever handed out, or whose cached key no
+// longer matches its block's header, is reported by the checker and
+// diagnosed by the next operation that walks there, never followed.
+TEST(FreeTree, CorruptedRecordsAreReportedNotFollowed) {
   FakeSource src;
   Heap<FakeSource> heap(src, 0xfeed);
   heap.set_error_handler(throwing_handler);
   std::vector<void*> live;
   for (int i = 0; i < 64; ++i) live.push_back(heap.malloc(48));
   for (std::size_t i = 0; i < live.size(); i += 2) heap.free(live[i]);
-  // Several free blocks of size 48 share one class tree; point one's links
-  // at an allocated block.
-  std::uint32_t bogus[2];
-  std::memset(bogus, 0, sizeof bogus);
-  bogus[0] = 3;  // offset of some header inside an allocated block
-  bogus[1] = 3;
-  for (std::size_t i = 0; i < live.size(); i += 2) std::memcpy(live[i], bogus, sizeof bogus);
+  const RecordPool& pool = heap.free_index().records();
+  ASSERT_GE(pool.in_use(), 32u);
+  auto* records = static_cast<BlockRecord*>(src.metadata_area().base);
+  for (std::size_t i = 0; i < pool.high_water(); ++i) {
+    if (records[i].block != 0) records[i].left = records[i].right = 0x7fffffff;
+  }
   EXPECT_TRUE(reports_index_mismatch(heap));
   try {
     for (int i = 0; i < 64; ++i) heap.malloc(48);
@@ -119,6 +143,85 @@ TEST(FreeTree, CorruptedLinksAreReportedNotFollowed) {
   } catch (const Diagnosed& d) {
     EXPECT_EQ(d.kind, ErrorKind::HeapInconsistent);
   }
+}
+
+TEST(FreeTree, CheckerComparesEveryRecordKeyWithItsHeader) {
+  FakeSource src;
+  Heap<FakeSource> heap(src, 0xfeed);
+  void* a = heap.malloc(100);
+  heap.malloc(8);
+  ASSERT_NE(a, nullptr);
+  heap.free(a);
+  Violation v[4];
+  ASSERT_EQ(heap.check(v, 4), 0u);
+  auto* records = static_cast<BlockRecord*>(src.metadata_area().base);
+  const std::size_t used = heap.free_index().records().high_water();
+  BlockRecord* r = nullptr;
+  for (std::size_t i = 0; i < used; ++i) {
+    if (records[i].block == reinterpret_cast<std::uintptr_t>(BlockMeta::from_payload(a))) {
+      r = &records[i];
+    }
+  }
+  ASSERT_NE(r, nullptr) << "no record for the freed block";
+  r->size += 8;  // still the same class, so only the key check can notice
+  EXPECT_TRUE(reports_index_mismatch(heap));
+  r->size -= 8;
+  EXPECT_FALSE(reports_index_mismatch(heap));
+}
+
+// One record per FREE block, recycled: the statistics say so.
+TEST(FreeTree, StatsShowOneRecordPerFreeBlock) {
+  FakeSource src;
+  Heap<FakeSource> heap(src, 0xfeed);
+  std::vector<void*> live;
+  for (int i = 0; i < 100; ++i) live.push_back(heap.malloc(24 + 8 * (i % 7)));
+  for (std::size_t i = 0; i < live.size(); i += 2) heap.free(live[i]);
+  struct os_heap_stats s;
+  heap.stats(&s);
+  EXPECT_EQ(s.index_record_bytes, 24u);
+  EXPECT_EQ(s.index_records, s.free_blocks);
+  EXPECT_EQ(s.free_blocks, 51u);  // 50 freed blocks and the tail
+  const std::size_t high = s.index_records_max;
+  EXPECT_GE(high, s.index_records);
+  EXPECT_EQ(s.index_record_capacity, src.limits().index_records);
+  EXPECT_EQ(s.heap_span_limit, src.limits().index_records * 40);
+  // Freeing the rest merges everything into one block; allocating and
+  // freeing again reuses records instead of touching new ones.
+  for (std::size_t i = 1; i < live.size(); i += 2) heap.free(live[i]);
+  heap.stats(&s);
+  EXPECT_EQ(s.index_records, 1u);
+  for (std::size_t i = 0; i < live.size(); ++i) live[i] = heap.malloc(24 + 8 * (i % 7));
+  for (std::size_t i = 0; i < live.size(); i += 2) heap.free(live[i]);
+  heap.stats(&s);
+  EXPECT_EQ(s.index_records, 51u);
+  EXPECT_EQ(s.index_records_max, high);
+}
+
+// Rule 14: with C records the heap's segments hold at most 40 * C bytes; a
+// growth past that makes no sbrk and the request is mapped instead.
+TEST(FreeTree, HeapGrowthStopsWhereTheRecordsEnd) {
+  FakeLimits limits;
+  limits.index_records = 4000;  // span limit 160,000 bytes
+  FakeSource src(limits);
+  Heap<FakeSource> heap(src, 0xfeed);
+  void* a = heap.malloc(100000);  // the 128 KiB preallocation, split: 31,008 left
+  ASSERT_TRUE(src.in_heap_buffer(a));
+  void* b = heap.malloc(40000);  // the free tail grows by 8,992: span 140,064
+  ASSERT_TRUE(src.in_heap_buffer(b));
+  EXPECT_EQ(src.break_offset(), 140064u);
+  void* c = heap.malloc(30000);  // sbrk(30,032) would pass 160,000: mapped, no sbrk
+  EXPECT_FALSE(src.in_heap_buffer(c));
+  EXPECT_NE(src.mapping_serial(c), 0u);
+  EXPECT_EQ(src.break_offset(), 140064u);
+  void* d = heap.malloc(19000);  // sbrk(19,032): span 159,096, still within
+  EXPECT_TRUE(src.in_heap_buffer(d));
+  EXPECT_EQ(src.break_offset(), 159096u);
+  struct os_heap_stats s;
+  heap.stats(&s);
+  EXPECT_EQ(s.heap_span_limit, 160000u);
+  EXPECT_LE(s.heap_span, 160000u);
+  Violation v[4];
+  EXPECT_EQ(heap.check(v, 4), 0u);
 }
 
 TEST(FreeTree, CheckerSeesAFreeBlockMissingFromTheIndex) {

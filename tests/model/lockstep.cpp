@@ -288,6 +288,14 @@ void Lockstep::remember_payload(const Addr& a) {
   tool::peek(expected_.data() + a.value, source_->heap_base() + a.value, cap);
 }
 
+void Lockstep::user_wrote(const void* p, std::size_t len) {
+  const auto* b = static_cast<const std::byte*>(p);
+  if (len == 0 || !source_->in_heap_buffer(b)) return;
+  const auto from = static_cast<std::size_t>(b - source_->heap_base());
+  if (expected_.size() < from + len) expected_.resize(from + len, 0);
+  tool::peek(expected_.data() + from, b, len);
+}
+
 void Lockstep::check_free_payloads(const Op& op, bool all) {
   const std::vector<Block>& after = model_.heap_blocks();
   if (expected_.size() < model_.break_offset()) expected_.resize(model_.break_offset(), 0);

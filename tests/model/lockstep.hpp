@@ -95,6 +95,11 @@ class Lockstep {
   // from now (1 = the next one): it can fall inside one operation.
   void foreign_extend_before_sbrk(std::size_t later, std::size_t delta);
 
+  // The user wrote [p, p + len) outside any call (a test's use after free
+  // or overflow): those bytes, wherever they lie in the heap buffer, are
+  // what FREE payloads must keep from now on.
+  void user_wrote(const void* p, std::size_t len);
+
   // Full verification: checker, block lists, every live block's contents.
   void verify_all();
   // Frees every live block (verifying each step), then verifies.
