@@ -19,7 +19,8 @@ FakeSource::FakeSource(FakeLimits limits) : limits_(limits) {
   if (limits_.max_mappings > kMappingSlots) limits_.max_mappings = kMappingSlots;
   base_ = static_cast<std::byte*>(os_.map(round_to_page(limits_.heap_capacity)));
   if (base_ == nullptr) limits_.heap_capacity = 0;  // every extend then fails
-  if (limits_.index_records == 0) limits_.index_records = limits_.heap_capacity / 40;
+  // Rounded up: 40 bytes per record then covers the whole buffer.
+  if (limits_.index_records == 0) limits_.index_records = (limits_.heap_capacity + 39) / 40;
   const std::size_t area = round_to_page(limits_.index_records * RecordPool::kRecordBytes);
   if (void* p = area != 0 ? os_reserve(area) : nullptr) {
     metadata_ = MetadataArea{p, limits_.index_records * RecordPool::kRecordBytes};

@@ -30,7 +30,8 @@ struct FakeLimits {
   std::size_t heap_capacity = std::size_t{16} << 20;
   std::size_t map_capacity = std::size_t{256} << 20;  // live mapped bytes
   std::size_t max_mappings = 512;                     // live mappings
-  // Records in the metadata area (24 bytes each); 0: heap_capacity / 40,
+  // Records in the metadata area (24 bytes each); 0: heap_capacity / 40
+  // rounded up,
   // so that the span limit of rule 14 (40 bytes per record) never binds
   // before the heap capacity does.
   std::size_t index_records = 0;

@@ -627,5 +627,45 @@ TEST(Rule13NoOtherCalls, MixedSequenceMatchesTheModelCallForCall) {
   EXPECT_GE(ls.steps(), 3000u);
 }
 
+// ---- rule 14: the heap's segments hold at most 40 bytes per index record ---
+
+TEST(Rule14SpanLimit, GrowthPastTheRecordsMakesNoSbrkAndIsMapped) {
+  Lockstep::Options o;
+  o.limits.index_records = 4000;  // 160,000 bytes of segments
+  Lockstep ls(o);
+  ls.malloc(100000);  // the preallocation, split: 31,008 bytes left free
+  expect_calls(ls, {sbrk(kChunk, 0)});
+  ls.malloc(40000);  // the free tail grows by 8,992: 140,064 bytes
+  expect_calls(ls, {sbrk(8992, kChunk)});
+  ls.malloc(30000);  // sbrk(30,032) would make 170,096: mapped, no sbrk
+  expect_calls(ls, {mmap(30000 + H, 1)});
+  ls.malloc(19000);  // sbrk(19,032) makes 159,096: still within
+  expect_calls(ls, {sbrk(19000 + H, 140064)});
+  ls.free_all();
+}
+
+// The limit counts bytes in segments, not the address range: the foreign
+// bytes between two segments cost no records.
+TEST(Rule14SpanLimit, CountsSegmentBytesNotTheForeignGaps) {
+  Lockstep::Options o;
+  o.limits.index_records = 4000;
+  Lockstep ls(o);
+  ls.malloc(100000);
+  ls.malloc(31000);  // fits the free remainder (31,008): nothing left free
+  ASSERT_TRUE(ls.foreign_extend(1000));
+  // sbrk(32 + 20000) is not contiguous: a new segment of 20,032 bytes would
+  // make 151,104, within the limit.
+  ls.malloc(20000);
+  expect_calls(ls, {sbrk(20000 + H, kChunk + 1000)});
+  ASSERT_TRUE(ls.foreign_extend(1000));
+  // The address range is now 153,104 bytes; the segments hold 151,104.
+  ls.malloc(8000);  // 8,032 more: 159,136 in segments, within
+  expect_calls(ls, {sbrk(8000 + H, kChunk + 1000 + 20032 + 1000)});
+  // This one would pass it: no sbrk at all, mapped.
+  ls.malloc(900);
+  expect_calls(ls, {mmap(904 + H, 1)});  // 159,136 + 936 > 160,000
+  ls.free_all();
+}
+
 }  // namespace
 }  // namespace osmem

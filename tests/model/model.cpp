@@ -197,6 +197,18 @@ std::size_t Model::capacity(Addr p) const {
   return blocks_[*find_block(p.value - kHeader)].size;
 }
 
+// Rule 14: 40 bytes of heap segment per index record.
+std::size_t Model::span_limit() const {
+  const std::size_t records =
+      limits_.index_records != 0 ? limits_.index_records : (limits_.heap_capacity + 39) / 40;
+  return records * 40;
+}
+
+std::optional<std::size_t> Model::grow_heap(std::size_t delta) {
+  if (delta > span_limit() - heap_span()) return std::nullopt;  // no sbrk at all
+  return source_extend(delta);
+}
+
 std::size_t Model::heap_span() const {
   std::size_t span = 0;
   for (const Block& b : blocks_) span += kHeader + b.size;
@@ -246,7 +258,7 @@ void Model::first_segment(std::size_t returned, std::size_t delta) {
   std::size_t stop = brk;
   if (brk % osmem::kAlignment != 0) {
     const std::size_t fix = osmem::kAlignment - brk % osmem::kAlignment;
-    const auto r = source_extend(fix);
+    const auto r = grow_heap(fix);
     stop = (r && *r == brk) ? brk + fix : brk - brk % osmem::kAlignment;
   }
   leftover_chunk(start, stop);
@@ -256,13 +268,14 @@ void Model::leftover_chunk(std::size_t from, std::size_t to) {
   const std::size_t start = osmem::align8(from);
   const std::size_t stop = to - to % osmem::kAlignment;
   if (stop <= start || stop - start < kMinSplit) return;  // too small for a block: unused
+  if (stop - start > span_limit() - heap_span()) return;   // rule 14: no records for it
   blocks_.push_back({start, stop - start - kHeader, osmem::Status::Free});
   coalesce(blocks_.size() - 1);
 }
 
 Model::Growth Model::grow(std::size_t delta, std::size_t need, std::size_t* segment_block) {
   const std::size_t end = block_end(blocks_.size() - 1);
-  const auto r = source_extend(delta);
+  const auto r = grow_heap(delta);
   if (!r) return Growth::Failed;  // (e)
   if (*r == end) return Growth::Contiguous;
   // (d) A foreign sbrk moved the break. The model's break only ever moves
@@ -272,12 +285,16 @@ Model::Growth Model::grow(std::size_t delta, std::size_t need, std::size_t* segm
   const std::size_t seg_end = start + kHeader + need;
   const std::size_t brk = *r + delta;
   if (seg_end > brk) {
-    const auto r2 = source_extend(seg_end - brk);  // completes and realigns
+    const auto r2 = grow_heap(seg_end - brk);  // completes and realigns
     if (!r2 || *r2 != brk) {
       leftover_chunk(*r, brk);
       if (r2) leftover_chunk(*r2, *r2 + (seg_end - brk));
       return Growth::SegmentFailed;
     }
+  }
+  if (kHeader + need > span_limit() - heap_span()) {  // rule 14: no records for it
+    leftover_chunk(*r, seg_end);
+    return Growth::SegmentFailed;
   }
   blocks_.push_back({start, need, osmem::Status::Alloc});
   *segment_block = start;
@@ -297,7 +314,7 @@ Addr Model::map_block(std::size_t need) {
 std::optional<std::size_t> Model::heap_allocate(std::size_t need) {
   if (!initialised_) {
     // Rule 5: the preallocation is retried until it succeeds once.
-    const auto r = source_extend(kPrealloc);
+    const auto r = grow_heap(kPrealloc);
     if (!r) return std::nullopt;
     initialised_ = true;
     first_segment(*r, kPrealloc);

@@ -9,6 +9,11 @@
 // (offsets into the fake heap buffer, serials for mappings). It touches no
 // real memory and shares no code with the engine, so a bug would have to be
 // made twice, the same way, to go unnoticed.
+//
+// Rule 15 (a FREE payload keeps the user's bytes) is a rule about memory,
+// which the model does not hold: it says which bytes are FREE payload
+// (heap_blocks()), and Lockstep, which holds the real memory, compares them
+// after every step with what the user left there.
 #pragma once
 
 #include <cstddef>
@@ -122,6 +127,10 @@ class Model {
   // --- The simulated FakeSource. ---
   // Returns the old break offset, or nothing when the call fails.
   std::optional<std::size_t> source_extend(std::size_t delta);
+  // Rule 14: heap growth by delta, or nothing (and no sbrk) when the heap's
+  // segments would pass span_limit(), 40 bytes per index record.
+  std::optional<std::size_t> grow_heap(std::size_t delta);
+  std::size_t span_limit() const;
   // Returns the new mapping's serial, or nothing when the call fails.
   std::optional<std::size_t> source_map(std::size_t len);
   void source_unmap(std::size_t serial);
