@@ -7,6 +7,11 @@
 // when 40 bytes remain, immediate coalescing, 128 KiB preallocation, mmap at
 // 128 KiB (page size for calloc), and no system call beyond those.
 //
+// What it writes: headers, and the payloads of blocks it hands out (calloc
+// zeroing, realloc copying), never a FREE payload (contract rule 15): the
+// best-fit index keeps its records in the source's metadata area
+// (free_tree.hpp, metadata.hpp), so a freed block keeps the user's bytes.
+//
 // Trust boundary: a pointer handed in by the user is validated (range,
 // alignment, live-mapping lookup, canary) before its header is read, and a
 // neighbour header is validated before a merge reads it. Everything else the
