@@ -56,7 +56,6 @@ class Heap {
  public:
   Heap(Source& source, std::uint64_t cookie) : source_(source), sealer_(cookie) {
     index_.bind(&handler_, &operation_);
-    index_.attach(source_.metadata_area());
   }
   Heap(const Heap&) = delete;
   Heap& operator=(const Heap&) = delete;
@@ -261,6 +260,9 @@ class Heap {
 
   BlockMeta* heap_allocate(std::size_t need) {
     if (!initialized_) {
+      // Asked here, not at construction: a call that ran before the
+      // library's constructor reserved the area finds it the next time.
+      index_.attach(source_.metadata_area());
       if (!preallocate()) return nullptr;
       initialized_ = true;
     }
