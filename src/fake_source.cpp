@@ -19,8 +19,10 @@ FakeSource::FakeSource(FakeLimits limits) : limits_(limits) {
   if (limits_.max_mappings > kMappingSlots) limits_.max_mappings = kMappingSlots;
   base_ = static_cast<std::byte*>(os_.map(round_to_page(limits_.heap_capacity)));
   if (base_ == nullptr) limits_.heap_capacity = 0;  // every extend then fails
-  // Rounded up: 40 bytes per record then covers the whole buffer.
-  if (limits_.index_records == 0) limits_.index_records = (limits_.heap_capacity + 39) / 40;
+  // Enough that the span limit never binds before the buffer is full,
+  // whatever growth (at most 128 KiB + 8 at once) is asked for past it.
+  if (limits_.index_records == 0)
+    limits_.index_records = kDefaultIndexRecords(limits_.heap_capacity);
   const std::size_t area = round_to_page(limits_.index_records * RecordPool::kRecordBytes);
   if (void* p = area != 0 ? os_reserve(area) : nullptr) {
     metadata_ = MetadataArea{p, limits_.index_records * RecordPool::kRecordBytes};

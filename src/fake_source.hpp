@@ -26,12 +26,18 @@ struct SourceCall {
   std::size_t result;  // Extend: offset of the old break; Map/Unmap: serial
 };
 
+// Records that cover a heap buffer of `capacity` bytes and any one growth
+// past its end (rule 14: 40 bytes of segment per record).
+constexpr std::size_t kDefaultIndexRecords(std::size_t capacity) {
+  return (capacity + (std::size_t{2} << 17) + 39) / 40;
+}
+
 struct FakeLimits {
   std::size_t heap_capacity = std::size_t{16} << 20;
   std::size_t map_capacity = std::size_t{256} << 20;  // live mapped bytes
   std::size_t max_mappings = 512;                     // live mappings
-  // Records in the metadata area (24 bytes each); 0: heap_capacity / 40
-  // rounded up,
+  // Records in the metadata area (24 bytes each); 0:
+  // kDefaultIndexRecords(heap_capacity),
   // so that the span limit of rule 14 (40 bytes per record) never binds
   // before the heap capacity does.
   std::size_t index_records = 0;

@@ -45,7 +45,8 @@ std::size_t draw_size(Rng& r) {
 
 void run(std::uint64_t seed, std::size_t ops, bool faults) {
   Lockstep::Options options;
-  options.full_every = 8;  // the touched block and the calls are checked every step
+  options.full_every = 8;       // the touched block and the calls are checked every step
+  options.payloads_every = 64;  // every FREE payload; changed ones every step
   options.limits.heap_capacity = std::size_t{64} << 20;
   Lockstep ls(options);
   Rng r{seed};

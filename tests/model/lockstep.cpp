@@ -269,7 +269,9 @@ void Lockstep::after_step(const Op& op) {
     compare_blocks(op);
     verify_all_contents(op);
   }
-  check_free_payloads(op, full);
+  const unsigned every =
+      options_.payloads_every != 0 ? options_.payloads_every : options_.full_every;
+  check_free_payloads(op, every != 0 && steps_ % every == 0);
   ++steps_;
 }
 

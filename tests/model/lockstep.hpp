@@ -56,6 +56,10 @@ class Lockstep {
     // system calls, the result, the statistics and the touched blocks are
     // compared at every step.
     unsigned full_every = 1;
+    // Compare every FREE payload with what the user left every
+    // `payloads_every` steps (0: with the full checks); the FREE blocks a
+    // step made or changed are compared at every step.
+    unsigned payloads_every = 0;
   };
 
   // A block the user holds.

@@ -199,8 +199,9 @@ std::size_t Model::capacity(Addr p) const {
 
 // Rule 14: 40 bytes of heap segment per index record.
 std::size_t Model::span_limit() const {
-  const std::size_t records =
-      limits_.index_records != 0 ? limits_.index_records : (limits_.heap_capacity + 39) / 40;
+  const std::size_t records = limits_.index_records != 0
+                                  ? limits_.index_records
+                                  : osmem::kDefaultIndexRecords(limits_.heap_capacity);
   return records * 40;
 }
 
