@@ -31,6 +31,8 @@ namespace {
 // memcheck's leak check reads every readable mapping, which for a larger
 // area takes seconds per 256 MiB. A build with Valgrind hooks also marks the
 // untouched records no access, so that the scan skips them entirely.
+// MemorySanitizer writes the shadow of every new mapping, so there a 16 GiB
+// reservation costs seconds at every process start: the same 64 MiB.
 constexpr std::size_t kMetadataReserve = std::size_t{16} << 30;
 constexpr std::size_t kValgrindReserve = std::size_t{64} << 20;
 constexpr std::size_t kMinReserve = std::size_t{16} << 20;
@@ -50,7 +52,13 @@ MetadataArea g_metadata = {};
 // Priority 101: before the constructors of the program and of the
 // libraries loaded after this one, which may call os_* functions.
 __attribute__((constructor(101))) void reserve_metadata() {
-  const std::size_t first = under_valgrind() ? kValgrindReserve : kMetadataReserve;
+#if defined(OSMEM_UNDER_MSAN)
+  constexpr bool kSmallReserve = true;
+#else
+  constexpr bool kSmallReserve = false;
+#endif
+  const std::size_t first =
+      kSmallReserve || under_valgrind() ? kValgrindReserve : kMetadataReserve;
   for (std::size_t len = first; len >= kMinReserve && g_metadata.base == nullptr; len /= 2) {
     if (void* p = os_reserve(len)) g_metadata = MetadataArea{p, len};
   }
