@@ -58,9 +58,13 @@ case $scenario in
     [ "$(readlink "$prefix/lib/libosmem.so.0")" = libosmem.so.0.1.0 ] ||
       { echo "run.sh: libosmem.so.0 does not point to libosmem.so.0.1.0"; exit 1; }
     # The installed command finds its modules under share/osmem/python.
-    "$prefix/bin/osmem" dump --help | head -n 1
+    # Outputs go to files first: under pipefail, a reader that quits early
+    # (head, grep -q) would fail the pipeline with the writer's SIGPIPE.
+    "$prefix/bin/osmem" dump --help >"$work/osmem-help.txt"
+    head -n 1 "$work/osmem-help.txt"
     printf 'heap version=1 span=0 segments=0 mappings=0\nsummary blocks=0 alloc=0 free=0 mapped=0 alloc_bytes=0 free_bytes=0 largest_free=0 mapped_bytes=0\n' |
-      "$prefix/bin/osmem" dump - | grep -q '"snapshots"' ||
+      "$prefix/bin/osmem" dump - >"$work/osmem-dump.json"
+    grep -q '"snapshots"' "$work/osmem-dump.json" ||
       { echo "run.sh: the installed osmem command does not convert a dump"; exit 1; }
     ;;
   find_package)
@@ -80,7 +84,8 @@ case $scenario in
     "$cc" -Wall -Werror "$here/app.c" $flags -Wl,-rpath,"$(pkg-config --variable=libdir osmem)" \
       -o "$work/app_pkg_config"
     run_app "$work/app_pkg_config"
-    readelf -d "$work/app_pkg_config" | grep -q 'NEEDED.*libosmem.so.0' ||
+    readelf -d "$work/app_pkg_config" >"$work/app_pkg_config.dynamic"
+    grep -q 'NEEDED.*libosmem.so.0' "$work/app_pkg_config.dynamic" ||
       { echo "run.sh: app_pkg_config does not NEED libosmem.so.0"; exit 1; }
     ;;
   static_c)
