@@ -164,14 +164,15 @@ void* FakeSource::extend(std::intptr_t delta) {
     if (foreign_[i].call == extend_calls_) foreign_extend(foreign_[i].delta);
   }
   const auto arg = static_cast<std::size_t>(delta);
-  const bool fail = scheduled(fail_extend_, fail_extend_n_, extend_calls_) || delta < 0 ||
-                    arg > limits_.heap_capacity - break_;
+  // A negative delta gives memory back (a trim); it may not pass the base.
+  const bool fail = scheduled(fail_extend_, fail_extend_n_, extend_calls_) ||
+                    (delta < 0 ? 0 - arg > break_ : arg > limits_.heap_capacity - break_);
   if (fail) {
     record(SourceCall::Kind::Extend, false, arg, 0);
     return nullptr;
   }
   const std::size_t old = break_;
-  break_ += arg;
+  break_ += arg;  // modulo 2^64: a negative delta lowers it
   record(SourceCall::Kind::Extend, true, arg, old);
   return base_ + old;
 }
@@ -212,6 +213,50 @@ void* FakeSource::map(std::size_t len) {
   record(SourceCall::Kind::Map, true, len, next_serial_);
   ++next_serial_;
   return p;
+}
+
+// Like Linux's mremap(MREMAP_MAYMOVE): a shrink stays in place; a growth
+// always moves here (the hardest case for the engine), copying the bytes
+// without the memory tool looking (headers are no access to it).
+void* FakeSource::remap(void* p, std::size_t old_len, std::size_t new_len) {
+  ++map_calls_;
+  Mapping* m = nullptr;
+  for (std::size_t i = 0; i < slots_used_ && m == nullptr; ++i) {
+    if (mappings_[i].addr == p && p != nullptr) m = &mappings_[i];
+  }
+  if (m == nullptr || m->len != old_len || new_len == 0) {
+    ++misuse_;
+    record(SourceCall::Kind::Remap, false, new_len, 0);
+    return nullptr;
+  }
+  const bool fail = scheduled(fail_map_, fail_map_n_, map_calls_) ||
+                    (new_len > old_len && new_len - old_len > limits_.map_capacity - live_bytes_);
+  if (fail) {
+    record(SourceCall::Kind::Remap, false, new_len, m->serial);
+    return nullptr;
+  }
+  if (new_len <= old_len) {
+    live_bytes_ -= old_len - new_len;
+    m->len = new_len;
+    record(SourceCall::Kind::Remap, true, new_len, m->serial);
+    return p;
+  }
+  std::size_t reserved = new_len;
+  std::byte* q = take_spare(new_len, &reserved);
+  if (q == nullptr) {
+    if (recycle_) reserved = spare_size(new_len);
+    q = static_cast<std::byte*>(os_.map(reserved));
+  }
+  if (q == nullptr) {
+    record(SourceCall::Kind::Remap, false, new_len, m->serial);
+    return nullptr;
+  }
+  tool::peek(q, p, old_len);
+  release(m->addr, m->reserved);
+  live_bytes_ += new_len - old_len;
+  *m = Mapping{q, new_len, m->serial, reserved};
+  record(SourceCall::Kind::Remap, true, new_len, m->serial);
+  return q;
 }
 
 bool FakeSource::unmap(void* p, std::size_t len) {

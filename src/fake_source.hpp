@@ -19,11 +19,11 @@
 namespace osmem {
 
 struct SourceCall {
-  enum class Kind : std::uint8_t { Extend, Map, Unmap };
+  enum class Kind : std::uint8_t { Extend, Map, Unmap, Remap };
   Kind kind;
   bool ok;
-  std::size_t arg;     // Extend: delta; Map/Unmap: length
-  std::size_t result;  // Extend: offset of the old break; Map/Unmap: serial
+  std::size_t arg;     // Extend: delta; Map/Unmap: length; Remap: new length
+  std::size_t result;  // Extend: offset of the old break; Map/Unmap/Remap: serial
 };
 
 // Records that cover a heap buffer of `capacity` bytes and any one growth
@@ -60,6 +60,9 @@ class FakeSource {
   void* extend(std::intptr_t delta);
   void* map(std::size_t len);
   bool unmap(void* p, std::size_t len);
+  // mremap(p, old_len, new_len, MREMAP_MAYMOVE) of a live mapping: counted
+  // as a map call for fail_map_call(); the mapping keeps its serial.
+  void* remap(void* p, std::size_t old_len, std::size_t new_len);
   // Reserved by the constructor (NORESERVE, so only touched records cost
   // memory); reset() leaves it alone: a fresh engine initialises every
   // record it hands out.

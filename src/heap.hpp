@@ -40,16 +40,11 @@
 #include "mapped.hpp"
 #include "memory_source.hpp"
 #include "osmem/osmem.h"
+#include "policy.hpp"
 #include "report.hpp"
 #include "sanitizer.hpp"
 
 namespace osmem {
-
-struct DefaultConfig {
-  static constexpr std::size_t kMmapThreshold = std::size_t{128} << 10;
-  static constexpr std::size_t kHeapPrealloc = std::size_t{128} << 10;
-  using FreeIndex = FreeTree;
-};
 
 template <MemorySource Source, class Config = DefaultConfig>
 class Heap {
@@ -60,20 +55,35 @@ class Heap {
   Heap(const Heap&) = delete;
   Heap& operator=(const Heap&) = delete;
 
+  // The policy's payload alignment; every size rounds up to it.
+  static constexpr std::size_t kAlign = Config::kAlign;
+  static_assert(kAlign >= 8 && (kAlign & (kAlign - 1)) == 0 && kHeaderSize % kAlign == 0);
+  // A split leaves a remainder only if it can hold a header and kAlign bytes.
+  static constexpr std::size_t kMinRemainder = kHeaderSize + kAlign;
+  // The largest request whose rounded size plus a header fits in a size_t.
+  static constexpr std::size_t kMaxRequest = SIZE_MAX - kHeaderSize - (kAlign - 1);
+  static constexpr std::size_t round_up(std::size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
+  static constexpr bool aligned(std::uintptr_t a) { return (a & (kAlign - 1)) == 0; }
+
+  // The operation names reports use ("os_malloc" or "malloc").
+  void set_operation_names(bool libc_names) { libc_names_ = libc_names; }
+
   void* malloc(std::size_t n) {
-    operation_ = "os_malloc";
-    return hand_out(allocate(n, Config::kMmapThreshold), n);
+    operation_ = name("os_malloc");
+    return hand_out(allocate(zero_size(n), Config::kMmapThreshold), n);
   }
 
   void* calloc(std::size_t nmemb, std::size_t size) {
-    operation_ = "os_calloc";
-    if (nmemb == 0 || size == 0) return nullptr;
+    operation_ = name("os_calloc");
+    if ((nmemb == 0 || size == 0) && Config::kZeroIsNull) return nullptr;
     std::size_t total = 0;
     if (__builtin_mul_overflow(nmemb, size, &total)) {
       errno = ENOMEM;
       return nullptr;
     }
-    void* p = hand_out(allocate(total, source_.page_size()), total);
+    const std::size_t threshold =
+        Config::kCallocMapsAtPage ? source_.page_size() : Config::kMmapThreshold;
+    void* p = hand_out(allocate(zero_size(total), threshold), total);
     // Fresh mappings are zero already; a reused heap block is not.
     if (p != nullptr && status_of(p) != Status::Mapped) {
       std::memset(p, 0, total);
@@ -84,8 +94,8 @@ class Heap {
   }
 
   void* realloc(void* p, std::size_t n) {
-    operation_ = "os_realloc";
-    if (p == nullptr) return hand_out(allocate(n, Config::kMmapThreshold), n);
+    operation_ = name("os_realloc");
+    if (p == nullptr) return hand_out(allocate(zero_size(n), Config::kMmapThreshold), n);
     UserBlock before;
     void* q = resize(p, n, before);
     if constexpr (tool::kEnabled) {
@@ -95,9 +105,51 @@ class Heap {
   }
 
   void free(void* p) {
-    operation_ = "os_free";
+    operation_ = name("os_free");
     if (p == nullptr) return;
     release(validate(p));
+  }
+
+  // n bytes whose address is a multiple of `alignment` (a power of two; the
+  // caller has validated it). Alignments up to kAlign are malloc's. Larger
+  // ones are carved out of a heap block (whatever the size: a mapped
+  // block's header must start its mapping): the leading remainder becomes a
+  // FREE block, or, when it would be too small for one, the next aligned
+  // spot is taken. NULL with errno = ENOMEM when it cannot be had.
+  void* aligned_malloc(std::size_t alignment, std::size_t n) {
+    operation_ = name("os_malloc");
+    if (alignment <= kAlign) return malloc(n);
+    n = zero_size(n);
+    if (n == 0) return nullptr;
+    std::size_t total = 0;
+    if (n > kMaxRequest || __builtin_add_overflow(round_up(n), alignment, &total) ||
+        __builtin_add_overflow(total, kMinRemainder, &total) || total > kMaxRequest) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    BlockMeta* b = heap_allocate(total);
+    if (b == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    return hand_out(carve_aligned(b, alignment, round_up(n))->payload(), n);
+  }
+
+  // The bytes the block at p can hold (malloc_usable_size); p is validated.
+  std::size_t usable_size(void* p) {
+    operation_ = name("malloc_usable_size");
+    BlockMeta* b = validate(p);
+    const OpenHeader open(b);
+    if (b->status == Status::Free) fail(ErrorKind::DoubleFree, p);
+    return b->size;
+  }
+
+  // Gives the top of the heap back (malloc_trim): the last block, when FREE
+  // and at the break, keeps `pad` bytes (rounded to pages). Returns true
+  // when memory was released.
+  bool trim(std::size_t pad) {
+    operation_ = name("malloc_trim");
+    return trim_top(pad);
   }
 
   // ---- introspection -------------------------------------------------------
@@ -159,19 +211,28 @@ class Heap {
       return nullptr;
     }
     BlockMeta* b = validate(p);
-    const OpenHeader open(b);
-    if (b->status == Status::Free) return nullptr;
+    OpenHeader open(b);
+    if (b->status == Status::Free) {
+      if constexpr (Config::kReallocFreedIsFatal) fail(ErrorKind::UseAfterFree, p);
+      return nullptr;
+    }
     if constexpr (tool::kEnabled) before = {tool::usable(p, b->size), b->size};
     if (n > kMaxRequest) {
       errno = ENOMEM;
       return nullptr;
     }
-    const std::size_t need = align8(n);
+    const std::size_t need = round_up(n);
+    if constexpr (Config::kRemap) {
+      if (b->status == Status::Mapped && need + kHeaderSize >= Config::kMmapThreshold) {
+        return remap(b, open, n, need, before);
+      }
+    }
     if (b->status == Status::Mapped || need + kHeaderSize >= Config::kMmapThreshold) {
       return move(b, n);
     }
     if (need <= b->size) {
       split(b, need);
+      maybe_trim();
       return p;
     }
     if (b == list_.tail()) return grow_last(b, n, need);
@@ -213,11 +274,23 @@ class Heap {
     report(handler_, kind, operation_, address);
   }
 
+  // "os_malloc" under the seed's names, "malloc" under libc's.
+  const char* name(const char* os_name) const {
+    return libc_names_ && os_name[0] == 'o' && os_name[1] == 's' && os_name[2] == '_' ? os_name + 3
+                                                                                     : os_name;
+  }
+
+  // A zero-byte request: NULL under the seed, the smallest block under
+  // malloc's rules (a unique pointer that can be freed).
+  static constexpr std::size_t zero_size(std::size_t n) {
+    return n == 0 && !Config::kZeroIsNull ? 1 : n;
+  }
+
   // ---- the user-pointer boundary --------------------------------------------
 
   BlockMeta* validate(void* p) const {
     const auto a = reinterpret_cast<std::uintptr_t>(p);
-    if (!is_aligned8(a)) fail(ErrorKind::MisalignedPointer, p);
+    if (!aligned(a)) fail(ErrorKind::MisalignedPointer, p);
     if (a <= kHeaderSize) fail(ErrorKind::InvalidPointer, p);  // no header at or below 0
     auto* header = static_cast<std::byte*>(p) - kHeaderSize;
     if (in_heap(header, kHeaderSize)) {
@@ -252,7 +325,7 @@ class Heap {
       errno = ENOMEM;
       return nullptr;
     }
-    const std::size_t need = align8(n);
+    const std::size_t need = round_up(n);
     if (need + kHeaderSize >= map_threshold) return map_block(need);
     if (BlockMeta* b = heap_allocate(need)) return b->payload();
     return map_block(need);  // sbrk failed: serve it from mmap instead
@@ -276,52 +349,137 @@ class Heap {
     BlockMeta* tail = list_.tail();
     const OpenHeader open_tail(tail);
     const bool grow_tail = tail != nullptr && tail->status == Status::Free;
+    const std::size_t missing = grow_tail ? need - tail->size : kHeaderSize + need;
+    const std::size_t delta = growth(missing);
     BlockMeta* fresh = nullptr;
-    switch (grow(grow_tail ? need - tail->size : kHeaderSize + need, need, fresh)) {
+    switch (grow(delta, need, fresh)) {
       case Growth::Contiguous:
         break;
       case Growth::NewSegment:
-        return fresh;  // the FREE tail, if any, stays FREE for best fit
+        split(fresh, need);  // the FREE tail, if any, stays FREE for best fit
+        return fresh;
       case Growth::Failed:
       case Growth::SegmentFailed:
         return nullptr;
     }
     if (grow_tail) {
       index_.remove(sealer_, tail);
-      tail->size = need;
+      tail->size += delta;
       tail->status = Status::Alloc;
-      sealer_.seal(tail);
+      split(tail, need);  // a growth step's surplus stays FREE at the top
       return tail;
     }
     BlockMeta* b = BlockMeta::at(tail->end());
     const OpenHeader open(b);
-    b->size = need;
+    b->size = delta - kHeaderSize;
     b->status = Status::Alloc;
     list_.push_back(sealer_, b);
+    split(b, need);
     return b;
+  }
+
+  // What one sbrk asks for when `missing` bytes are missing: exactly that
+  // under the seed (rule 6), at least a growth step in whole pages under
+  // malloc's rules, so that a run of small requests makes few sbrk calls.
+  std::size_t growth(std::size_t missing) const {
+    if constexpr (Config::kGrowthStep == 0) {
+      return missing;
+    } else {
+      const std::size_t page = source_.page_size();
+      const std::size_t want = missing > Config::kGrowthStep ? missing : Config::kGrowthStep;
+      if (want > SIZE_MAX - page) return missing;
+      return (want + page - 1) / page * page;
+    }
   }
 
   void* map_block(std::size_t need) {
     ++mmap_calls_;
-    void* m = source_.map(kHeaderSize + need);
+    // The seed maps exactly header + size (rule 3); under malloc's rules the
+    // block owns the whole pages, so realloc within them stays in place.
+    const std::size_t len = Config::kRemap ? mapped_span(kHeaderSize + need) : kHeaderSize + need;
+    void* m = source_.map(len);
     if (m == nullptr) {
       errno = ENOMEM;
       return nullptr;
     }
-    tool::no_access(m, mapped_span(kHeaderSize + need));  // not the user's until handed out
+    tool::no_access(m, mapped_span(len));  // not the user's until handed out
     BlockMeta* b = BlockMeta::at(static_cast<std::byte*>(m));
     const OpenHeader open(b);
-    b->size = need;
+    b->size = len - kHeaderSize;
     b->status = Status::Mapped;
     mapped_.insert(sealer_, b);  // sets the links and seals b
     return b->payload();
+  }
+
+  // A mapped block (open in `open`) changes size with mremap (policies with
+  // kRemap): in place when the new size fits the pages it already spans,
+  // else wherever the system moves it. When mremap fails, a shrink keeps
+  // the block as it is and a growth moves it by malloc's rules.
+  void* remap(BlockMeta* b, OpenHeader& open, std::size_t n, std::size_t need,
+              const UserBlock& before) {
+    const std::size_t old_len = kHeaderSize + b->size;
+    const std::size_t new_len = mapped_span(kHeaderSize + need);
+    if (new_len == old_len) return b->payload();
+    // Out of the set first: once the mapping moves, b's links are gone.
+    mapped_.remove(sealer_, b);
+    ++mremap_calls_;
+    void* m = source_.remap(b, old_len, new_len);
+    if (m == nullptr) {
+      mapped_.insert(sealer_, b);
+      return new_len < old_len ? b->payload() : move(b, n);
+    }
+    void* old_payload = b->payload();
+    if (m != b) open.forget();  // the old address is gone
+    BlockMeta* nb = BlockMeta::at(static_cast<std::byte*>(m));
+    const OpenHeader open_new(nb);
+    nb->size = new_len - kHeaderSize;
+    mapped_.insert(sealer_, nb);
+    void* q = nb->payload();
+    if constexpr (tool::kEnabled) {
+      if (m != b) {  // in place, realloc tells the tool (resized)
+        tool::released(old_payload, b, old_len);
+        tool::no_access(m, new_len);
+        tool::allocated(q, n, nb->size);
+        tool::defined(q, before.bytes < n ? before.bytes : n);
+      }
+    }
+    (void)old_payload;
+    (void)before;
+    return q;
+  }
+
+  // Takes an aligned block out of b (ALLOC, at least `need` + alignment +
+  // kMinRemainder bytes): returns the ALLOC block whose payload is aligned
+  // and holds `need` bytes; what lies before it becomes a FREE block, what
+  // lies after it is split off as usual.
+  BlockMeta* carve_aligned(BlockMeta* b, std::size_t alignment, std::size_t need) {
+    const OpenHeader open(b);
+    const auto p0 = reinterpret_cast<std::uintptr_t>(b->payload());
+    std::uintptr_t p = (p0 + alignment - 1) & ~std::uintptr_t{alignment - 1};
+    // The leading remainder must be empty or hold a header and kAlign bytes.
+    if (p != p0 && p - p0 < kMinRemainder) p += alignment;
+    if (p == p0) {
+      split(b, need);
+      return b;
+    }
+    const std::size_t lead = p - p0;  // bytes from b's payload to the new header's end
+    BlockMeta* a = BlockMeta::at(reinterpret_cast<std::byte*>(p) - kHeaderSize);
+    const OpenHeader open_a(a);
+    a->size = b->size - lead;
+    a->status = Status::Alloc;
+    b->size = lead - kHeaderSize;
+    b->status = Status::Free;
+    list_.insert_after(sealer_, b, a);  // seals both
+    coalesce(b);
+    split(a, need);
+    return a;
   }
 
   // Cuts an ALLOC block down to `need` when the rest can be a block of its
   // own; the rest becomes FREE and coalesces. Always leaves b sealed.
   void split(BlockMeta* b, std::size_t need) {
     const OpenHeader open(b);
-    if (b->size - need < kMinSplitRemainder) {
+    if (b->size - need < kMinRemainder) {
       sealer_.seal(b);
       return;
     }
@@ -369,7 +527,7 @@ class Heap {
       case Status::Free:
         fail(ErrorKind::DoubleFree, b->payload());
       case Status::Mapped: {
-        const std::size_t len = kHeaderSize + b->size;
+        const std::size_t len = kHeaderSize + b->size;  // the mapping b starts
         mapped_.remove(sealer_, b);
         ++munmap_calls_;
         open.forget();  // the mapping goes away: nothing to close
@@ -385,6 +543,7 @@ class Heap {
         sealer_.seal(b);
         tool::freed(b->payload(), b->size);
         coalesce(b);
+        maybe_trim();
         return;
     }
   }
@@ -399,7 +558,7 @@ class Heap {
   // when it could not be had) and releases b.
   void* relocate(BlockMeta* b, void* q, std::size_t n) {
     if (q == nullptr) return nullptr;
-    const std::size_t need = align8(n);
+    const std::size_t need = round_up(n);
     const OpenHeader open(b);
     std::size_t keep = b->size < need ? b->size : need;
     // A tool watching: copy only the user's bytes, not the no-access slack.
@@ -425,15 +584,17 @@ class Heap {
     Growth g = Growth::Failed;
     {
       const OpenHeader open(b);
-      g = grow(need - b->size, need, fresh);
+      const std::size_t delta = growth(need - b->size);
+      g = grow(delta, need, fresh);
       if (g == Growth::Contiguous) {
-        b->size = need;
-        sealer_.seal(b);
+        b->size += delta;
+        split(b, need);  // seals b
         return b->payload();
       }
     }
     switch (g) {
       case Growth::NewSegment:
+        split(fresh, need);
         return relocate(b, hand_out(fresh->payload(), n), n);
       case Growth::SegmentFailed:
         return relocate(b, hand_out(map_block(need), n), n);
@@ -477,10 +638,10 @@ class Heap {
     claim_break(lo, delta);
     std::byte* hi = lo + delta;
     const auto hi_addr = reinterpret_cast<std::uintptr_t>(hi);
-    if (!is_aligned8(hi_addr)) {
-      // Put the break back on an 8-byte boundary, so the next contiguous
+    if (!aligned(hi_addr)) {
+      // Put the break back on an aligned boundary, so the next contiguous
       // sbrk keeps blocks aligned.
-      const std::size_t pad = kAlignment - (hi_addr & (kAlignment - 1));
+      const std::size_t pad = kAlign - (hi_addr & (kAlign - 1));
       std::byte* r = sbrk(pad);
       if (r == hi) {
         hi += pad;
@@ -525,16 +686,21 @@ class Heap {
         return Growth::SegmentFailed;
       }
     }
-    if (!within_span(kHeaderSize + need)) {
+    // The block takes every aligned byte up to the break: exactly its
+    // request under the seed; a growth step's surplus under malloc's rules,
+    // which the caller splits off.
+    if (end < brk) end = align_down(brk);
+    const auto span = static_cast<std::size_t>(end - start);
+    if (!within_span(span)) {
       leave_chunk(r, end);  // past the span: left unused
       return Growth::SegmentFailed;
     }
     fresh = BlockMeta::at(start);
     const OpenHeader open(fresh);
-    fresh->size = need;
+    fresh->size = span - kHeaderSize;
     fresh->status = Status::Alloc;
     list_.push_back(sealer_, fresh);
-    heap_bytes_ += kHeaderSize + need;
+    heap_bytes_ += span;
     ++segments_;
     return Growth::NewSegment;
   }
@@ -544,9 +710,8 @@ class Heap {
   // span), else unused.
   void leave_chunk(std::byte* lo, std::byte* hi) {
     std::byte* start = align_up(lo);
-    auto* end = reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(hi) &
-                                             ~std::uintptr_t{kAlignment - 1});
-    if (end <= start || static_cast<std::size_t>(end - start) < kMinSplitRemainder) return;
+    std::byte* end = align_down(hi);
+    if (end <= start || static_cast<std::size_t>(end - start) < kMinRemainder) return;
     if (!within_span(static_cast<std::size_t>(end - start))) return;
     BlockMeta* b = BlockMeta::at(start);
     const OpenHeader open(b);
@@ -559,13 +724,61 @@ class Heap {
   }
 
   static std::byte* align_up(std::byte* p) {
-    return reinterpret_cast<std::byte*>(align8(reinterpret_cast<std::uintptr_t>(p)));
+    return reinterpret_cast<std::byte*>(round_up(reinterpret_cast<std::uintptr_t>(p)));
+  }
+  static std::byte* align_down(std::byte* p) {
+    return reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(p) &
+                                        ~std::uintptr_t{kAlign - 1});
+  }
+
+  // ---- giving the top back (policies with a trim threshold) -----------------
+
+  // After a free or a shrink: trim when the last block is FREE and larger
+  // than the threshold.
+  void maybe_trim() {
+    if constexpr (Config::kTrimThreshold != 0) {
+      BlockMeta* tail = list_.tail();
+      if (tail == nullptr) return;
+      const OpenHeader open(tail);
+      if (tail->status == Status::Free && tail->size > Config::kTrimThreshold) {
+        trim_top(Config::kTopPad);
+      }
+    }
+  }
+
+  // Lowers the break so the last block, FREE and at the break, keeps `pad`
+  // bytes (at least kAlign) and the break stays page-aligned when it was.
+  // Only when the break is where our last block ends: another component's
+  // sbrk since then owns the memory above it.
+  bool trim_top(std::size_t pad) {
+    BlockMeta* tail = list_.tail();
+    if (tail == nullptr) return false;
+    const OpenHeader open(tail);
+    if (tail->status != Status::Free) return false;
+    if (pad < kAlign) pad = kAlign;
+    if (tail->size <= pad) return false;
+    const std::size_t page = source_.page_size();
+    const std::size_t excess = (tail->size - pad) / page * page;
+    if (excess == 0) return false;
+    ++sbrk_calls_;
+    if (source_.extend(0) != tail->end()) return false;
+    ++sbrk_calls_;
+    if (source_.extend(-static_cast<std::intptr_t>(excess)) == nullptr) return false;
+    index_.remove(sealer_, tail);
+    tail->size -= excess;
+    sealer_.seal(tail);
+    index_.insert(sealer_, tail);
+    heap_bytes_ -= excess;
+    if (tail->end() < heap_hi_) heap_hi_ = tail->end();
+    ++trims_;
+    return true;
   }
 
   Source& source_;
   Sealer sealer_;
   ErrorHandler handler_ = nullptr;
   const char* operation_ = "";
+  bool libc_names_ = false;
 
   BlockList list_;
   typename Config::FreeIndex index_;
@@ -580,6 +793,8 @@ class Heap {
   std::size_t sbrk_calls_ = 0;
   std::size_t mmap_calls_ = 0;
   std::size_t munmap_calls_ = 0;
+  std::size_t mremap_calls_ = 0;
+  std::size_t trims_ = 0;
   SearchStats search_;
 };
 

@@ -174,6 +174,8 @@ void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
   out->mapped_bytes = mapped_.bytes();
   out->sbrk_calls = sbrk_calls_;
   out->mmap_calls = mmap_calls_;
+  out->mremap_calls = mremap_calls_;
+  out->trims = trims_;
   out->munmap_calls = munmap_calls_;
   out->searches = search_.searches;
   out->search_visits = search_.visits;

@@ -15,7 +15,7 @@
 namespace osmem {
 
 template <class S>
-concept MemorySource = requires(S& s, std::intptr_t delta, std::size_t len, void* p) {
+concept MemorySource = requires(S& s, std::intptr_t delta, std::size_t len, std::size_t len2, void* p) {
   // The granularity of mappings; also the calloc mapping threshold.
   { s.page_size() } -> std::same_as<std::size_t>;
   // sbrk(delta): the old break, or nullptr on failure (nothing changed).
@@ -24,6 +24,9 @@ concept MemorySource = requires(S& s, std::intptr_t delta, std::size_t len, void
   { s.map(len) } -> std::same_as<void*>;
   // munmap(p, len): false when the system refused.
   { s.unmap(p, len) } -> std::same_as<bool>;
+  // mremap(p, len, len2, MREMAP_MAYMOVE) of a whole mapping made by map():
+  // where it now lies (its bytes kept), or nullptr (nothing changed).
+  { s.remap(p, len, len2) } -> std::same_as<void*>;
   // Where the engine keeps its per-block records (metadata.hpp): memory
   // reserved before the engine's first call, so that using it never needs a
   // system call. The same area for the life of the source.

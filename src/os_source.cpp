@@ -94,6 +94,11 @@ void* OsSource::map(std::size_t len) {
   return p == MAP_FAILED ? nullptr : p;
 }
 
+void* OsSource::remap(void* p, std::size_t old_len, std::size_t new_len) {
+  void* q = mremap(p, old_len, new_len, MREMAP_MAYMOVE);
+  return q == MAP_FAILED ? nullptr : q;
+}
+
 bool OsSource::unmap(void* p, std::size_t len) {
   return munmap(p, len) == 0;
 }

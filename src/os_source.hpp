@@ -14,6 +14,7 @@ struct OsSource {
   void* extend(std::intptr_t delta);
   void* map(std::size_t len);
   bool unmap(void* p, std::size_t len);
+  void* remap(void* p, std::size_t old_len, std::size_t new_len);
   // The area reserved when the library was loaded (os_reserve_metadata);
   // empty if that failed or has not run yet.
   MetadataArea metadata_area();

@@ -21,6 +21,8 @@ const char* error_name(ErrorKind kind) {
       return "heap inconsistent";
     case ErrorKind::ForeignBreak:
       return "foreign break";
+    case ErrorKind::UseAfterFree:
+      return "use after free";
   }
   return "unknown error";
 }
@@ -40,6 +42,8 @@ const char* error_message(ErrorKind kind) {
       return "the heap checker found a broken invariant";
     case ErrorKind::ForeignBreak:
       return "the program break moved below the osmem heap";
+    case ErrorKind::UseAfterFree:
+      return "realloc of a block that is already free";
   }
   return "";
 }

@@ -18,6 +18,7 @@ enum class ErrorKind : int {
   HeaderCorrupted = OS_ERROR_HEADER_CORRUPTED,
   HeapInconsistent = OS_ERROR_HEAP_INCONSISTENT,
   ForeignBreak = OS_ERROR_FOREIGN_BREAK,
+  UseAfterFree = OS_ERROR_USE_AFTER_FREE,
 };
 
 using ErrorHandler = void (*)(ErrorKind kind, const char* operation, const void* address);

@@ -105,6 +105,9 @@ struct os_heap_stats {
   size_t index_records_max;     /* high-water mark: records ever touched */
   size_t index_record_capacity; /* records the reserved metadata area holds */
   size_t heap_span_limit;       /* most bytes heap segments may hold (rule 14) */
+  /* Under malloc's rules (libosmem-malloc; always 0 for os_*). */
+  size_t mremap_calls; /* mremap calls made, failed ones included */
+  size_t trims;        /* times the top of the heap was given back with sbrk */
 };
 
 /* Fills *out; returns 0, or -1 when out is NULL. */
@@ -116,7 +119,10 @@ enum os_error_kind {
   OS_ERROR_MISALIGNED_POINTER,
   OS_ERROR_HEADER_CORRUPTED,
   OS_ERROR_HEAP_INCONSISTENT,
-  OS_ERROR_FOREIGN_BREAK
+  OS_ERROR_FOREIGN_BREAK,
+  /* realloc of a freed block under malloc's rules (libosmem-malloc); the
+   * os_* functions keep the seed's rule (NULL, nothing changed). */
+  OS_ERROR_USE_AFTER_FREE
 };
 
 /* Called on a fatal error with its kind, the operation ("os_free", ...) and

@@ -50,6 +50,9 @@ std::string to_string(const osmem::SourceCall& c) {
     case osmem::SourceCall::Kind::Unmap:
       return c.ok ? "munmap(#" + std::to_string(c.result) + ", " + arg + ")"
                   : "munmap(" + arg + ") failed";
+    case osmem::SourceCall::Kind::Remap:
+      return c.ok ? "mremap(#" + std::to_string(c.result) + ", " + arg + ")"
+                  : "mremap(" + arg + ") failed";
   }
   return "?";
 }
