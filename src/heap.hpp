@@ -117,7 +117,7 @@ class Heap {
   // FREE block, or, when it would be too small for one, the next aligned
   // spot is taken. NULL with errno = ENOMEM when it cannot be had.
   void* aligned_malloc(std::size_t alignment, std::size_t n) {
-    operation_ = name("os_malloc");
+    operation_ = name("os_memalign");
     if (alignment <= kAlign) return malloc(n);
     n = zero_size(n);
     if (n == 0) return nullptr;
@@ -163,6 +163,15 @@ class Heap {
   std::size_t check(Violation* out, std::size_t capacity) const;
 
   void stats(struct ::os_heap_stats* out) const;
+
+  // The capacity of the last heap block when it is FREE: what a trim could
+  // give back (mallinfo2's keepcost).
+  std::size_t top_free_bytes() const {
+    const BlockMeta* tail = list_.tail();
+    if (tail == nullptr) return 0;
+    const OpenHeader open(tail);
+    return tail->status == Status::Free ? tail->size : 0;
+  }
 
   // One line per block to fd: heap blocks in address order, then mappings.
   void dump(int fd) const;

@@ -26,7 +26,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
     ++found;
   };
   auto readable = [&](const BlockMeta* b) {
-    return is_aligned8(addr_of(b)) && in_heap(b, kHeaderSize);
+    return aligned(addr_of(b)) && in_heap(b, kHeaderSize);
   };
   auto status = [](const BlockMeta* b) {
     const OpenHeader open(b);
@@ -50,7 +50,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
     if (!sealer_.intact(b)) add(Invariant::CanaryMismatch, b);
     if (b->prev != prev) add(Invariant::LinkMismatch, b);
     if (b->status != Status::Free && b->status != Status::Alloc) add(Invariant::BadStatus, b);
-    if (b->size % kAlignment != 0 || !spans_heap(b)) {
+    if (b->size % kAlign != 0 || !spans_heap(b)) {
       add(Invariant::BadSize, b);
       complete = false;
       break;  // its end is meaningless, so the next block cannot be judged
@@ -105,7 +105,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
   while (depth > 0) {
     const Frame f = stack[--depth];
     const BlockMeta* n = f.node;
-    if (!is_aligned8(addr_of(n)) || in_heap(n, kHeaderSize)) {
+    if (!aligned(addr_of(n)) || in_heap(n, kHeaderSize)) {
       add(Invariant::MappedOrder, n);
       mapped_complete = false;
       continue;
@@ -117,7 +117,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       continue;  // its links cannot be trusted
     }
     if (n->status != Status::Mapped) add(Invariant::BadStatus, n);
-    if (n->size % kAlignment != 0 || n->size > SIZE_MAX - kHeaderSize) add(Invariant::BadSize, n);
+    if (n->size % kAlign != 0 || n->size > SIZE_MAX - kHeaderSize) add(Invariant::BadSize, n);
     const std::uint64_t priority = sealer_.priority(n);
     if (addr_of(n) <= f.lo || addr_of(n) >= f.hi || priority > f.parent_priority) {
       add(Invariant::MappedOrder, n);
@@ -153,7 +153,7 @@ void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
   // Walk only as far as the list is sound; the checker reports the rest.
   const std::byte* prev_end = nullptr;
   for (const BlockMeta* b = list_.head(); b != nullptr; b = next_of(b)) {
-    if (!is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize) ||
+    if (!aligned(addr_of(b)) || !in_heap(b, kHeaderSize) ||
         reinterpret_cast<const std::byte*>(b) < prev_end) {
       break;
     }
@@ -279,7 +279,7 @@ void Heap<Source, Config>::dump(int fd) const {
   line.flush(fd);
   const std::byte* prev_end = nullptr;
   for (const BlockMeta* b = list_.head(); b != nullptr; b = next_of(b)) {
-    if (!is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize) ||
+    if (!aligned(addr_of(b)) || !in_heap(b, kHeaderSize) ||
         reinterpret_cast<const std::byte*>(b) < prev_end) {
       line.text("error at=").hex(addr_of(b)).text(" the block list leaves the heap here\n");
       line.flush(fd);
@@ -333,7 +333,7 @@ template <MemorySource Source, class Config>
 void Heap<Source, Config>::describe(const void* block, int fd) const {
   LineBuffer line;
   const auto* b = static_cast<const BlockMeta*>(block);
-  if (b == nullptr || !is_aligned8(addr_of(b)) || !in_heap(b, kHeaderSize)) {
+  if (b == nullptr || !aligned(addr_of(b)) || !in_heap(b, kHeaderSize)) {
     line.text("  (block ").hex(reinterpret_cast<std::uintptr_t>(block));
     line.text(" is not inside the heap; not read)\n");
     line.flush(fd);
@@ -342,7 +342,7 @@ void Heap<Source, Config>::describe(const void* block, int fd) const {
   const OpenHeader open(b);
   for (const BlockMeta* n :
        {static_cast<const BlockMeta*>(b->prev), b, static_cast<const BlockMeta*>(b->next)}) {
-    if (n != nullptr && is_aligned8(addr_of(n)) && in_heap(n, kHeaderSize)) {
+    if (n != nullptr && aligned(addr_of(n)) && in_heap(n, kHeaderSize)) {
       detail::dump_header(line, n == b ? "  > " : "    ", n, fd);
     }
   }

@@ -1,0 +1,368 @@
+// libosmem-malloc: the osmem engine as the process's malloc.
+//
+// The same Heap as libosmem.so, under MallocConfig (docs/contract.md, part
+// II): glibc's allocation family, one heap, one lock. It runs before and
+// during libc's own start-up, so nothing here allocates, calls dlsym or
+// uses stdio; diagnostics go straight to fd 2.
+//
+// fork. A fork must not copy the heap lock while another thread holds it,
+// so the prepare handler takes it. But glibc's fork takes its stdio list
+// lock only after the prepare handlers have run, while a thread in
+// fflush(NULL) holds that list lock and waits for a FILE lock that a third
+// thread holds while it allocates: a prepare handler that only locks the
+// heap can wait for the allocating thread forever while fork waits on it.
+// So the prepare handler takes the stdio list lock first, in glibc's own
+// order (the list lock is recursive, so fork takes it again harmlessly),
+// then the heap lock. The child starts both afresh.
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "heap.hpp"
+#include "os_source.hpp"
+#include "osmem/malloc.h"
+
+// glibc's stdio list lock (exported by libc.so.6 since GLIBC_2.2.5). Weak:
+// a C library without them skips that step.
+extern "C" {
+void _IO_list_lock(void) __attribute__((weak));
+void _IO_list_unlock(void) __attribute__((weak));
+void _IO_list_resetlock(void) __attribute__((weak));
+}
+
+namespace osmem {
+namespace {
+
+using MallocHeap = Heap<OsSource, MallocConfig>;
+
+OsSource g_source;
+alignas(MallocHeap) unsigned char g_heap_storage[sizeof(MallocHeap)];
+MallocHeap* g_heap = nullptr;
+bool g_check_full = false;
+osmem_malloc_error_handler g_user_handler = nullptr;
+pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void forward_error(ErrorKind kind, const char* operation, const void* address) {
+  if (g_user_handler != nullptr) {
+    g_user_handler(static_cast<os_error_kind>(kind), operation, address);
+  } else {
+    print_error(kind, operation, address);
+  }
+}
+
+void prepare_fork() {
+  if (_IO_list_lock != nullptr) _IO_list_lock();
+  pthread_mutex_lock(&g_lock);
+}
+void parent_after_fork() {
+  pthread_mutex_unlock(&g_lock);
+  if (_IO_list_unlock != nullptr) _IO_list_unlock();
+}
+// The child has one thread, this one: both locks start afresh (glibc
+// resets the list lock itself only when the parent had threads).
+void child_after_fork() {
+  pthread_mutex_init(&g_lock, nullptr);
+  if (_IO_list_resetlock != nullptr) _IO_list_resetlock();
+}
+
+// pthread_atfork may itself call malloc (glibc keeps its handlers in a
+// growing array), so registration cannot wait under a pthread_once that the
+// nested malloc would wait on too. The first caller registers; a nested or
+// concurrent call goes on meanwhile. The first malloc of a process runs in
+// libc's start-up, before any thread exists, so no fork can fall between.
+std::atomic<int> g_fork_state{0};  // 0: not registered, 1: registering, 2: done
+
+void ensure_fork_handlers() {
+  if (g_fork_state.load(std::memory_order_acquire) == 2) return;
+  int expected = 0;
+  if (g_fork_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    os_register_fork_handlers(prepare_fork, parent_after_fork, child_after_fork);
+    g_fork_state.store(2, std::memory_order_release);
+  }
+}
+
+MallocHeap& heap() {
+  if (g_heap == nullptr) {
+    g_heap = new (g_heap_storage) MallocHeap(g_source, os_random_cookie());
+    g_heap->set_error_handler(forward_error);
+    g_heap->set_operation_names(true);
+    if (const char* mode = getenv("OSMEM_CHECK")) g_check_full = std::strcmp(mode, "full") == 0;
+  }
+  return *g_heap;
+}
+
+std::size_t report_violations(const MallocHeap& h, const char* operation, const char* when) {
+  constexpr std::size_t kShown = 8;
+  Violation found[kShown];
+  const std::size_t n = h.check(found, kShown);
+  LineBuffer line;
+  for (std::size_t i = 0; i < n && i < kShown; ++i) {
+    line.text("osmem: heap inconsistent ")
+        .text(when)
+        .text(" ")
+        .text(operation)
+        .text(": ")
+        .text(invariant_name(found[i].invariant))
+        .text(" at block ")
+        .hex(reinterpret_cast<unsigned long long>(found[i].block))
+        .text("\n");
+    line.flush(2);
+    h.describe(found[i].block, 2);
+  }
+  return n;
+}
+
+void check_or_die(const MallocHeap& h, const char* operation, const char* when) {
+  if (g_check_full && report_violations(h, operation, when) != 0) {
+    report(h.error_handler(), ErrorKind::HeapInconsistent, operation, nullptr);
+  }
+}
+
+// Holds the heap lock for one call, with the debug checks around it, and
+// keeps errno as the caller left it unless the call sets it on purpose.
+class Call {
+ public:
+  explicit Call(const char* name) : name_(name) {
+    ensure_fork_handlers();
+    pthread_mutex_lock(&g_lock);
+    check_or_die(heap(), name_, "on entry to");
+  }
+  ~Call() {
+    check_or_die(heap(), name_, "on exit from");
+    pthread_mutex_unlock(&g_lock);
+  }
+  Call(const Call&) = delete;
+  Call& operator=(const Call&) = delete;
+  MallocHeap& heap() { return osmem::heap(); }
+
+ private:
+  const char* name_;
+};
+
+bool power_of_two(std::size_t a) {
+  return a != 0 && (a & (a - 1)) == 0;
+}
+
+std::size_t page_size() {
+  return g_source.page_size();
+}
+
+}  // namespace
+}  // namespace osmem
+
+using osmem::Call;
+
+#define OSMEM_MALLOC_EXPORT extern "C" __attribute__((visibility("default")))
+
+OSMEM_MALLOC_EXPORT void* malloc(size_t size) noexcept {
+  Call call("malloc");
+  return call.heap().malloc(size);
+}
+
+OSMEM_MALLOC_EXPORT void free(void* ptr) noexcept {
+  if (ptr == nullptr) return;
+  Call call("free");
+  call.heap().free(ptr);
+}
+
+OSMEM_MALLOC_EXPORT void* calloc(size_t nmemb, size_t size) noexcept {
+  Call call("calloc");
+  return call.heap().calloc(nmemb, size);
+}
+
+OSMEM_MALLOC_EXPORT void* realloc(void* ptr, size_t size) noexcept {
+  Call call("realloc");
+  return call.heap().realloc(ptr, size);
+}
+
+OSMEM_MALLOC_EXPORT void* reallocarray(void* ptr, size_t nmemb, size_t size) noexcept {
+  size_t total = 0;
+  if (__builtin_mul_overflow(nmemb, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return realloc(ptr, total);
+}
+
+// memalign (glibc): an alignment that is not a power of two is rounded up
+// to one; one too large to round is EINVAL.
+OSMEM_MALLOC_EXPORT void* memalign(size_t alignment, size_t size) noexcept {
+  if (alignment > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  std::size_t a = 1;
+  while (a < alignment) a <<= 1;
+  Call call("memalign");
+  return call.heap().aligned_malloc(a, size);
+}
+
+// C17 7.22.3.1 and glibc 2.38: the alignment must be a power of two.
+OSMEM_MALLOC_EXPORT void* aligned_alloc(size_t alignment, size_t size) noexcept {
+  if (!osmem::power_of_two(alignment)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  Call call("aligned_alloc");
+  return call.heap().aligned_malloc(alignment, size);
+}
+
+// POSIX: a power of two that is a multiple of sizeof(void*), else EINVAL;
+// errors are returned, errno is left alone.
+OSMEM_MALLOC_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
+  if (!osmem::power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
+  const int saved = errno;
+  void* p = nullptr;
+  {
+    Call call("posix_memalign");
+    p = call.heap().aligned_malloc(alignment, size);
+  }
+  errno = saved;
+  if (p == nullptr) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+OSMEM_MALLOC_EXPORT void* valloc(size_t size) noexcept {
+  Call call("valloc");
+  return call.heap().aligned_malloc(osmem::page_size(), size);
+}
+
+// pvalloc: whole pages, at least one.
+OSMEM_MALLOC_EXPORT void* pvalloc(size_t size) noexcept {
+  const std::size_t page = osmem::page_size();
+  if (size > SIZE_MAX - page) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const std::size_t rounded = size == 0 ? page : (size + page - 1) / page * page;
+  Call call("pvalloc");
+  return call.heap().aligned_malloc(page, rounded);
+}
+
+OSMEM_MALLOC_EXPORT size_t malloc_usable_size(void* ptr) noexcept {
+  if (ptr == nullptr) return 0;
+  Call call("malloc_usable_size");
+  return call.heap().usable_size(ptr);
+}
+
+OSMEM_MALLOC_EXPORT int malloc_trim(size_t pad) noexcept {
+  Call call("malloc_trim");
+  return call.heap().trim(pad) ? 1 : 0;
+}
+
+// The policy's thresholds are constants (docs/contract.md, part II): the
+// parameters glibc knows are accepted and ignored, others are an error.
+OSMEM_MALLOC_EXPORT int mallopt(int param, int value) noexcept {
+  (void)value;
+  switch (param) {
+    case M_MXFAST:
+    case M_TRIM_THRESHOLD:
+    case M_TOP_PAD:
+    case M_MMAP_THRESHOLD:
+    case M_MMAP_MAX:
+    case M_CHECK_ACTION:
+    case M_PERTURB:
+    case M_ARENA_TEST:
+    case M_ARENA_MAX:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+OSMEM_MALLOC_EXPORT struct mallinfo2 mallinfo2(void) noexcept {
+  struct os_heap_stats s = {};
+  std::size_t top_free = 0;
+  {
+    Call call("mallinfo2");
+    call.heap().stats(&s);
+    top_free = call.heap().top_free_bytes();
+  }
+  struct mallinfo2 m = {};
+  m.arena = s.heap_span;
+  m.ordblks = s.free_blocks;
+  m.hblks = s.mapped_blocks;
+  m.hblkhd = s.mapped_bytes;
+  m.uordblks = s.heap_bytes_in_use;
+  m.fordblks = s.heap_bytes_free;
+  m.keepcost = top_free;
+  return m;
+}
+
+// glibc's old interface, with int fields that saturate.
+OSMEM_MALLOC_EXPORT struct mallinfo mallinfo(void) noexcept {
+  const struct mallinfo2 m2 = mallinfo2();
+  auto clamp = [](std::size_t v) { return v > 0x7fffffff ? 0x7fffffff : static_cast<int>(v); };
+  struct mallinfo m = {};
+  m.arena = clamp(m2.arena);
+  m.ordblks = clamp(m2.ordblks);
+  m.hblks = clamp(m2.hblks);
+  m.hblkhd = clamp(m2.hblkhd);
+  m.uordblks = clamp(m2.uordblks);
+  m.fordblks = clamp(m2.fordblks);
+  m.keepcost = clamp(m2.keepcost);
+  return m;
+}
+
+// Like glibc's, on stderr; the numbers are os_heap_stats'.
+OSMEM_MALLOC_EXPORT void malloc_stats(void) noexcept {
+  struct os_heap_stats s = {};
+  {
+    Call call("malloc_stats");
+    call.heap().stats(&s);
+  }
+  osmem::LineBuffer line;
+  line.text("osmem heap: system bytes     = ").dec(s.heap_span).text("\n");
+  line.text("            in use bytes     = ").dec(s.heap_bytes_in_use).text("\n");
+  line.flush(2);
+  line.text("            free blocks      = ").dec(s.free_blocks).text("\n");
+  line.text("mapped:     blocks           = ").dec(s.mapped_blocks).text("\n");
+  line.flush(2);
+  line.text("            bytes            = ").dec(s.mapped_bytes).text("\n");
+  line.text("calls:      sbrk ").dec(s.sbrk_calls).text(", mmap ").dec(s.mmap_calls);
+  line.text(", munmap ").dec(s.munmap_calls).text(", mremap ").dec(s.mremap_calls);
+  line.text(", trims ").dec(s.trims).text("\n");
+  line.flush(2);
+}
+
+// ---- introspection (osmem/malloc.h) -------------------------------------------
+
+OSMEM_MALLOC_EXPORT int osmem_malloc_heap_check(void) {
+  osmem::ensure_fork_handlers();
+  pthread_mutex_lock(&osmem::g_lock);
+  const std::size_t n = osmem::report_violations(osmem::heap(), "osmem_malloc_heap_check", "in");
+  pthread_mutex_unlock(&osmem::g_lock);
+  return n > 0x7fffffff ? 0x7fffffff : static_cast<int>(n);
+}
+
+OSMEM_MALLOC_EXPORT void osmem_malloc_heap_dump(int fd) {
+  osmem::ensure_fork_handlers();
+  pthread_mutex_lock(&osmem::g_lock);
+  osmem::heap().dump(fd);
+  pthread_mutex_unlock(&osmem::g_lock);
+}
+
+OSMEM_MALLOC_EXPORT int osmem_malloc_heap_stats(struct os_heap_stats* out) {
+  if (out == nullptr) return -1;
+  osmem::ensure_fork_handlers();
+  pthread_mutex_lock(&osmem::g_lock);
+  osmem::heap().stats(out);
+  pthread_mutex_unlock(&osmem::g_lock);
+  return 0;
+}
+
+OSMEM_MALLOC_EXPORT osmem_malloc_error_handler
+osmem_malloc_set_error_handler(osmem_malloc_error_handler handler) {
+  osmem::ensure_fork_handlers();
+  pthread_mutex_lock(&osmem::g_lock);
+  osmem_malloc_error_handler previous = osmem::g_user_handler;
+  osmem::g_user_handler = handler;
+  pthread_mutex_unlock(&osmem::g_lock);
+  return previous;
+}
