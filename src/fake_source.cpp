@@ -51,8 +51,8 @@ void FakeSource::release_mappings() {
   for (std::size_t i = 0; i < slots_used_; ++i) {
     if (mappings_[i].addr != nullptr) {
       // Blocks the engine still held: clear their no-access marks first.
-      tool::defined(mappings_[i].addr, round_to_page(mappings_[i].len));
-      release(mappings_[i].addr, mappings_[i].reserved);
+      tool::defined(mappings_[i].base, mappings_[i].reserved);
+      release(mappings_[i].base, mappings_[i].reserved);
     }
     mappings_[i] = Mapping{};
   }
@@ -206,7 +206,8 @@ void* FakeSource::map(std::size_t len) {
   }
   std::size_t slot = 0;
   while (mappings_[slot].addr != nullptr) ++slot;  // live_count_ < max_mappings: a slot is free
-  mappings_[slot] = Mapping{static_cast<std::byte*>(p), len, next_serial_, reserved};
+  mappings_[slot] =
+      Mapping{static_cast<std::byte*>(p), len, next_serial_, reserved, static_cast<std::byte*>(p)};
   if (slot >= slots_used_) slots_used_ = slot + 1;
   ++live_count_;
   live_bytes_ += len;
@@ -252,19 +253,39 @@ void* FakeSource::remap(void* p, std::size_t old_len, std::size_t new_len) {
     return nullptr;
   }
   tool::peek(q, p, old_len);
-  release(m->addr, m->reserved);
+  tool::defined(m->base, m->reserved);  // no stale marks for the next mapping here
+  release(m->base, m->reserved);
   live_bytes_ += new_len - old_len;
-  *m = Mapping{q, new_len, m->serial, reserved};
+  *m = Mapping{q, new_len, m->serial, reserved, q};
   record(SourceCall::Kind::Remap, true, new_len, m->serial);
   return q;
 }
 
 bool FakeSource::unmap(void* p, std::size_t len) {
+  const auto* b = static_cast<const std::byte*>(p);
   for (std::size_t i = 0; i < slots_used_; ++i) {
     Mapping& m = mappings_[i];
+    if (m.addr != nullptr && len != 0 && len % kPageSize == 0 && len < round_to_page(m.len)) {
+      const std::size_t span = round_to_page(m.len);
+      std::size_t gone = 0;
+      if (b == m.addr) {  // a prefix
+        m.addr += len;
+        m.len -= len;
+        gone = len;
+      } else if (b > m.addr && static_cast<std::size_t>(b - m.addr) == span - len) {  // a suffix
+        gone = m.len - static_cast<std::size_t>(b - m.addr);
+        m.len -= gone;
+      }
+      if (gone != 0) {
+        tool::no_access(p, len);
+        live_bytes_ -= gone;
+        record(SourceCall::Kind::Unmap, true, len, m.serial);
+        return true;
+      }
+    }
     if (m.addr == p && m.addr != nullptr) {
       if (m.len != len) break;
-      release(m.addr, m.reserved);
+      release(m.base, m.reserved);
       record(SourceCall::Kind::Unmap, true, len, m.serial);
       --live_count_;
       live_bytes_ -= len;

@@ -106,8 +106,11 @@ class FakeSource {
     log_dropped_ = 0;
   }
 
-  // Misuse by the engine: unmapping something that is not a live mapping,
-  // or with the wrong length. Tests assert this stays zero.
+  // unmap() also takes a page-aligned prefix or suffix of a live mapping,
+  // as munmap does; the pages stay reserved (no access to memory tools)
+  // until the rest is unmapped.
+  // Misuse by the engine: unmapping something that is not a live mapping
+  // (or a prefix or suffix of one), or with the wrong length. Tests assert this stays zero.
   std::size_t misuse_count() const { return misuse_; }
 
   const FakeLimits& limits() const { return limits_; }
@@ -126,6 +129,7 @@ class FakeSource {
     std::size_t len;
     std::size_t serial;
     std::size_t reserved;  // bytes actually mapped (a reused spare may be longer)
+    std::byte* base;       // where those start (addr, unless a prefix was unmapped)
   };
   struct Spare {
     std::byte* addr;

@@ -112,10 +112,12 @@ class Heap {
 
   // n bytes whose address is a multiple of `alignment` (a power of two; the
   // caller has validated it). Alignments up to kAlign are malloc's. Larger
-  // ones are carved out of a heap block (whatever the size: a mapped
-  // block's header must start its mapping): the leading remainder becomes a
-  // FREE block, or, when it would be too small for one, the next aligned
-  // spot is taken. NULL with errno = ENOMEM when it cannot be had.
+  // ones are carved out of a heap block big enough for n plus the alignment:
+  // the leading remainder becomes a FREE block, or, when it would be too
+  // small for one, the next aligned spot is taken. When that block would
+  // reach the mmap threshold (or the heap cannot grow) the block gets a
+  // mapping of its own, trimmed to whole pages around it. NULL with
+  // errno = ENOMEM when it cannot be had.
   void* aligned_malloc(std::size_t alignment, std::size_t n) {
     operation_ = name("os_memalign");
     if (alignment <= kAlign) return malloc(n);
@@ -127,12 +129,18 @@ class Heap {
       errno = ENOMEM;
       return nullptr;
     }
-    BlockMeta* b = heap_allocate(total);
-    if (b == nullptr) {
+    // Large ones are mapped, like malloc's; a heap that cannot grow falls
+    // back to a mapping too.
+    void* p = nullptr;
+    if (total + kHeaderSize < Config::kMmapThreshold) {
+      if (BlockMeta* b = heap_allocate(total)) p = carve_aligned(b, alignment, round_up(n))->payload();
+    }
+    if (p == nullptr) p = map_aligned(alignment, round_up(n));
+    if (p == nullptr) {
       errno = ENOMEM;
       return nullptr;
     }
-    return hand_out(carve_aligned(b, alignment, round_up(n))->payload(), n);
+    return hand_out(p, n);
   }
 
   // The bytes the block at p can hold (malloc_usable_size); p is validated.
@@ -426,27 +434,29 @@ class Heap {
   // the block as it is and a growth moves it by malloc's rules.
   void* remap(BlockMeta* b, OpenHeader& open, std::size_t n, std::size_t need,
               const UserBlock& before) {
-    const std::size_t old_len = kHeaderSize + b->size;
-    const std::size_t new_len = mapped_span(kHeaderSize + need);
+    std::byte* start = mapping_start(b);
+    const auto offset = static_cast<std::size_t>(b->payload() - start);  // header included
+    const std::size_t old_len = offset + b->size;
+    const std::size_t new_len = mapped_span(offset + need);
     if (new_len == old_len) return b->payload();
     // Out of the set first: once the mapping moves, b's links are gone.
     mapped_.remove(sealer_, b);
     ++mremap_calls_;
-    void* m = source_.remap(b, old_len, new_len);
+    void* m = source_.remap(start, old_len, new_len);
     if (m == nullptr) {
       mapped_.insert(sealer_, b);
       return new_len < old_len ? b->payload() : move(b, n);
     }
     void* old_payload = b->payload();
-    if (m != b) open.forget();  // the old address is gone
-    BlockMeta* nb = BlockMeta::at(static_cast<std::byte*>(m));
+    if (m != start) open.forget();  // the old address is gone
+    BlockMeta* nb = BlockMeta::at(static_cast<std::byte*>(m) + offset - kHeaderSize);
     const OpenHeader open_new(nb);
-    nb->size = new_len - kHeaderSize;
+    nb->size = new_len - offset;
     mapped_.insert(sealer_, nb);
     void* q = nb->payload();
     if constexpr (tool::kEnabled) {
-      if (m != b) {  // in place, realloc tells the tool (resized)
-        tool::released(old_payload, b, old_len);
+      if (m != start) {  // in place, realloc tells the tool (resized)
+        tool::released(old_payload, start, old_len);
         tool::no_access(m, new_len);
         tool::allocated(q, n, nb->size);
         tool::defined(q, before.bytes < n ? before.bytes : n);
@@ -536,12 +546,13 @@ class Heap {
       case Status::Free:
         fail(ErrorKind::DoubleFree, b->payload());
       case Status::Mapped: {
-        const std::size_t len = kHeaderSize + b->size;  // the mapping b starts
+        std::byte* start = mapping_start(b);
+        const auto len = static_cast<std::size_t>(b->end() - start);
         mapped_.remove(sealer_, b);
         ++munmap_calls_;
         open.forget();  // the mapping goes away: nothing to close
-        tool::released(b->payload(), b, mapped_span(len));
-        source_.unmap(b, len);
+        tool::released(b->payload(), start, mapped_span(len));
+        source_.unmap(start, len);
         return;
       }
       case Status::Alloc:
@@ -575,6 +586,48 @@ class Heap {
     std::memcpy(q, b->payload(), keep);
     release(b);
     return q;
+  }
+
+  // Where the mapping holding mapped block b starts: at b itself, except for
+  // an aligned block whose header sits inside the mapping's first page
+  // (map_aligned). Mappings start on pages.
+  std::byte* mapping_start(BlockMeta* b) const {
+    const std::uintptr_t page = source_.page_size();
+    return reinterpret_cast<std::byte*>(b->address() & ~(page - 1));
+  }
+
+  // An aligned block in a mapping of its own: map enough to find the
+  // aligned spot, then unmap the whole pages before the header's page and
+  // after the block (policies with kRemap: the block owns its last page).
+  void* map_aligned(std::size_t alignment, std::size_t need) {
+    const std::size_t page = source_.page_size();
+    std::size_t len = 0;
+    if (__builtin_add_overflow(kHeaderSize + need, alignment, &len) || len > SIZE_MAX - page) {
+      return nullptr;
+    }
+    len = mapped_span(len);
+    ++mmap_calls_;
+    auto* m = static_cast<std::byte*>(source_.map(len));
+    if (m == nullptr) return nullptr;
+    const auto p = (reinterpret_cast<std::uintptr_t>(m) + kHeaderSize + alignment - 1) &
+                   ~std::uintptr_t{alignment - 1};
+    BlockMeta* b = BlockMeta::at(reinterpret_cast<std::byte*>(p - kHeaderSize));
+    std::byte* start = mapping_start(b);
+    std::byte* end = m + mapped_span(static_cast<std::size_t>(b->payload() + need - m));
+    if (start > m) {
+      ++munmap_calls_;
+      source_.unmap(m, static_cast<std::size_t>(start - m));
+    }
+    if (end < m + len) {
+      ++munmap_calls_;
+      source_.unmap(end, static_cast<std::size_t>(m + len - end));
+    }
+    tool::no_access(start, static_cast<std::size_t>(end - start));
+    const OpenHeader open(b);
+    b->size = static_cast<std::size_t>(end - b->payload());
+    b->status = Status::Mapped;
+    mapped_.insert(sealer_, b);
+    return b->payload();
   }
 
   // A mapping's length as the system rounds it: the tail of its last page is
