@@ -449,6 +449,7 @@ class Heap {
     }
     void* old_payload = b->payload();
     if (m != start) open.forget();  // the old address is gone
+    if (m != start) tool::no_access(m, new_len);  // not the user's until handed out
     BlockMeta* nb = BlockMeta::at(static_cast<std::byte*>(m) + offset - kHeaderSize);
     const OpenHeader open_new(nb);
     nb->size = new_len - offset;
@@ -457,7 +458,6 @@ class Heap {
     if constexpr (tool::kEnabled) {
       if (m != start) {  // in place, realloc tells the tool (resized)
         tool::released(old_payload, start, old_len);
-        tool::no_access(m, new_len);
         tool::allocated(q, n, nb->size);
         tool::defined(q, before.bytes < n ? before.bytes : n);
       }
