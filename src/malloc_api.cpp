@@ -158,40 +158,48 @@ std::size_t page_size() {
 using osmem::Call;
 
 #define OSMEM_MALLOC_EXPORT extern "C" __attribute__((visibility("default")))
+// The test kit builds this file a second time with every allocation
+// function renamed (osmem_kit_malloc, ...), so that sanitizer builds, whose
+// runtimes own malloc, can drive this very code from threads.
+#if defined(OSMEM_MALLOC_RENAMED)
+#define OSMEM_MALLOC_FN(name) osmem_kit_##name
+#else
+#define OSMEM_MALLOC_FN(name) name
+#endif
 
-OSMEM_MALLOC_EXPORT void* malloc(size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(malloc)(size_t size) noexcept {
   Call call("malloc");
   return call.heap().malloc(size);
 }
 
-OSMEM_MALLOC_EXPORT void free(void* ptr) noexcept {
+OSMEM_MALLOC_EXPORT void OSMEM_MALLOC_FN(free)(void* ptr) noexcept {
   if (ptr == nullptr) return;
   Call call("free");
   call.heap().free(ptr);
 }
 
-OSMEM_MALLOC_EXPORT void* calloc(size_t nmemb, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(calloc)(size_t nmemb, size_t size) noexcept {
   Call call("calloc");
   return call.heap().calloc(nmemb, size);
 }
 
-OSMEM_MALLOC_EXPORT void* realloc(void* ptr, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(realloc)(void* ptr, size_t size) noexcept {
   Call call("realloc");
   return call.heap().realloc(ptr, size);
 }
 
-OSMEM_MALLOC_EXPORT void* reallocarray(void* ptr, size_t nmemb, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(reallocarray)(void* ptr, size_t nmemb, size_t size) noexcept {
   size_t total = 0;
   if (__builtin_mul_overflow(nmemb, size, &total)) {
     errno = ENOMEM;
     return nullptr;
   }
-  return realloc(ptr, total);
+  return OSMEM_MALLOC_FN(realloc)(ptr, total);
 }
 
 // memalign (glibc): an alignment that is not a power of two is rounded up
 // to one; one too large to round is EINVAL.
-OSMEM_MALLOC_EXPORT void* memalign(size_t alignment, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(memalign)(size_t alignment, size_t size) noexcept {
   if (alignment > SIZE_MAX / 2 + 1) {
     errno = EINVAL;
     return nullptr;
@@ -203,7 +211,7 @@ OSMEM_MALLOC_EXPORT void* memalign(size_t alignment, size_t size) noexcept {
 }
 
 // C17 7.22.3.1 and glibc 2.38: the alignment must be a power of two.
-OSMEM_MALLOC_EXPORT void* aligned_alloc(size_t alignment, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(aligned_alloc)(size_t alignment, size_t size) noexcept {
   if (!osmem::power_of_two(alignment)) {
     errno = EINVAL;
     return nullptr;
@@ -214,7 +222,7 @@ OSMEM_MALLOC_EXPORT void* aligned_alloc(size_t alignment, size_t size) noexcept 
 
 // POSIX: a power of two that is a multiple of sizeof(void*), else EINVAL;
 // errors are returned, errno is left alone.
-OSMEM_MALLOC_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT int OSMEM_MALLOC_FN(posix_memalign)(void** out, size_t alignment, size_t size) noexcept {
   if (!osmem::power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
   const int saved = errno;
   void* p = nullptr;
@@ -228,13 +236,13 @@ OSMEM_MALLOC_EXPORT int posix_memalign(void** out, size_t alignment, size_t size
   return 0;
 }
 
-OSMEM_MALLOC_EXPORT void* valloc(size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(valloc)(size_t size) noexcept {
   Call call("valloc");
   return call.heap().aligned_malloc(osmem::page_size(), size);
 }
 
 // pvalloc: whole pages, at least one.
-OSMEM_MALLOC_EXPORT void* pvalloc(size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(pvalloc)(size_t size) noexcept {
   const std::size_t page = osmem::page_size();
   if (size > SIZE_MAX - page) {
     errno = ENOMEM;
@@ -245,20 +253,20 @@ OSMEM_MALLOC_EXPORT void* pvalloc(size_t size) noexcept {
   return call.heap().aligned_malloc(page, rounded);
 }
 
-OSMEM_MALLOC_EXPORT size_t malloc_usable_size(void* ptr) noexcept {
+OSMEM_MALLOC_EXPORT size_t OSMEM_MALLOC_FN(malloc_usable_size)(void* ptr) noexcept {
   if (ptr == nullptr) return 0;
   Call call("malloc_usable_size");
   return call.heap().usable_size(ptr);
 }
 
-OSMEM_MALLOC_EXPORT int malloc_trim(size_t pad) noexcept {
+OSMEM_MALLOC_EXPORT int OSMEM_MALLOC_FN(malloc_trim)(size_t pad) noexcept {
   Call call("malloc_trim");
   return call.heap().trim(pad) ? 1 : 0;
 }
 
 // The policy's thresholds are constants (docs/contract.md, part II): the
 // parameters glibc knows are accepted and ignored, others are an error.
-OSMEM_MALLOC_EXPORT int mallopt(int param, int value) noexcept {
+OSMEM_MALLOC_EXPORT int OSMEM_MALLOC_FN(mallopt)(int param, int value) noexcept {
   (void)value;
   switch (param) {
     case M_MXFAST:
@@ -276,7 +284,7 @@ OSMEM_MALLOC_EXPORT int mallopt(int param, int value) noexcept {
   }
 }
 
-OSMEM_MALLOC_EXPORT struct mallinfo2 mallinfo2(void) noexcept {
+OSMEM_MALLOC_EXPORT struct mallinfo2 OSMEM_MALLOC_FN(mallinfo2)(void) noexcept {
   struct os_heap_stats s = {};
   std::size_t top_free = 0;
   {
@@ -296,8 +304,8 @@ OSMEM_MALLOC_EXPORT struct mallinfo2 mallinfo2(void) noexcept {
 }
 
 // glibc's old interface, with int fields that saturate.
-OSMEM_MALLOC_EXPORT struct mallinfo mallinfo(void) noexcept {
-  const struct mallinfo2 m2 = mallinfo2();
+OSMEM_MALLOC_EXPORT struct mallinfo OSMEM_MALLOC_FN(mallinfo)(void) noexcept {
+  const struct mallinfo2 m2 = OSMEM_MALLOC_FN(mallinfo2)();
   auto clamp = [](std::size_t v) { return v > 0x7fffffff ? 0x7fffffff : static_cast<int>(v); };
   struct mallinfo m = {};
   m.arena = clamp(m2.arena);
@@ -311,7 +319,7 @@ OSMEM_MALLOC_EXPORT struct mallinfo mallinfo(void) noexcept {
 }
 
 // Like glibc's, on stderr; the numbers are os_heap_stats'.
-OSMEM_MALLOC_EXPORT void malloc_stats(void) noexcept {
+OSMEM_MALLOC_EXPORT void OSMEM_MALLOC_FN(malloc_stats)(void) noexcept {
   struct os_heap_stats s = {};
   {
     Call call("malloc_stats");
