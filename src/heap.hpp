@@ -413,6 +413,10 @@ class Heap {
     ++mmap_calls_;
     // The seed maps exactly header + size (rule 3); under malloc's rules the
     // block owns the whole pages, so realloc within them stays in place.
+    if (Config::kRemap && need > SIZE_MAX - kHeaderSize - source_.page_size()) {
+      errno = ENOMEM;  // whole pages of it would not fit in a size_t
+      return nullptr;
+    }
     const std::size_t len = Config::kRemap ? mapped_span(kHeaderSize + need) : kHeaderSize + need;
     void* m = source_.map(len);
     if (m == nullptr) {
@@ -436,6 +440,10 @@ class Heap {
               const UserBlock& before) {
     std::byte* start = mapping_start(b);
     const auto offset = static_cast<std::size_t>(b->payload() - start);  // header included
+    if (need > SIZE_MAX - offset - source_.page_size()) {
+      errno = ENOMEM;  // whole pages of it would not fit in a size_t
+      return nullptr;
+    }
     const std::size_t old_len = offset + b->size;
     const std::size_t new_len = mapped_span(offset + need);
     if (new_len == old_len) return b->payload();

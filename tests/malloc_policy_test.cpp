@@ -288,6 +288,19 @@ TEST_F(MallocPolicy, FailuresReturnNullWithEnomem) {
   errno = 0;
   EXPECT_EQ(heap_.malloc(SIZE_MAX - 8), nullptr);
   EXPECT_EQ(errno, ENOMEM);
+  // Sizes that pass the request limit but whose whole pages would not fit
+  // in a size_t: NULL, not a short mapping.
+  for (std::size_t n : {MHeap::kMaxRequest, MHeap::kMaxRequest - 4096, MHeap::kMaxRequest - 5000}) {
+    errno = 0;
+    EXPECT_EQ(heap_.malloc(n), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM);
+  }
+  void* big = heap_.malloc(200 * KiB);
+  errno = 0;
+  EXPECT_EQ(heap_.realloc(big, MHeap::kMaxRequest - 100), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  heap_.free(big);
+  EXPECT_EQ(source_.misuse_count(), 0u);
   errno = 0;
   EXPECT_EQ(heap_.aligned_malloc(64, SIZE_MAX - 100), nullptr);
   EXPECT_EQ(errno, ENOMEM);
