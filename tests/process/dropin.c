@@ -1,7 +1,8 @@
-/* libosmem-malloc.so in a real process: built twice, once linked with the
- * library and once without it (run under LD_PRELOAD). Either way the
- * process's malloc must be osmem's (the introspection functions are looked
- * up with dlsym, and their counts must move with malloc's), and it must
+/* libosmem-malloc in a real process: linked with libosmem-malloc.so, with
+ * libosmem-malloc.a, or not at all and run under LD_PRELOAD. Either way the
+ * process's malloc must be osmem's (the introspection functions are weak
+ * references, resolved by whichever way the library came in, and their
+ * counts must move with malloc's), and it must
  * keep what programs rely on (docs/contract.md, part II): 16-byte alignment
  * (an SSE store into every block), malloc(0), realloc(p, 0), the aligned
  * family and its EINVAL cases, ENOMEM, a buffer grown to 64 MiB in 64 KiB
@@ -10,7 +11,6 @@
  *
  * Exit status 0 when every check passed; each failure is printed. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -39,14 +39,13 @@ static int g_failures;
     }                                                          \
   } while (0)
 
-typedef int (*stats_fn)(struct os_heap_stats*);
-typedef int (*check_fn)(void);
-static stats_fn g_stats;
+#pragma weak osmem_malloc_heap_stats
+#pragma weak osmem_malloc_heap_check
 
 static struct os_heap_stats stats(void) {
   struct os_heap_stats s;
   memset(&s, 0, sizeof s);
-  g_stats(&s);
+  osmem_malloc_heap_stats(&s);
   return s;
 }
 
@@ -179,9 +178,7 @@ static void trim(void) {
 }
 
 int main(void) {
-  g_stats = (stats_fn)dlsym(RTLD_DEFAULT, "osmem_malloc_heap_stats");
-  check_fn check = (check_fn)dlsym(RTLD_DEFAULT, "osmem_malloc_heap_check");
-  if (g_stats == NULL || check == NULL) {
+  if (osmem_malloc_heap_stats == NULL || osmem_malloc_heap_check == NULL) {
     fprintf(stderr, "dropin: libosmem-malloc is not loaded (no osmem_malloc_heap_stats)\n");
     return 1;
   }
@@ -192,7 +189,7 @@ int main(void) {
   enomem();
   realloc_growth();
   trim();
-  CHECK(check() == 0, "the heap checker found violations");
+  CHECK(osmem_malloc_heap_check() == 0, "the heap checker found violations");
   if (g_failures == 0) printf("dropin: all checks passed\n");
   return g_failures == 0 ? 0 : 1;
 }
