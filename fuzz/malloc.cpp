@@ -9,7 +9,8 @@
 // (or aligned as asked), holds its request (usable size), overlaps no other
 // live block; calloc memory is zero; realloc keeps the old bytes; a NULL
 // comes with ENOMEM; no live block's bytes change; the fake source saw no
-// misuse (a wrong unmap); and every 8 operations and at the end, the full
+// misuse (a wrong unmap); the break never falls below another component's
+// sbrk (a trim gives back only the heap's own top); and every 8 operations and at the end, the full
 // checker finds nothing. There is no address-exact model for this policy:
 // these are the properties any correct malloc has, plus the checker's
 // invariants.

@@ -49,9 +49,8 @@ bool under_valgrind() {
 // load-time reservation below has run.
 MetadataArea g_metadata = {};
 
-// Priority 101: before the constructors of the program and of the
-// libraries loaded after this one, which may call os_* functions.
-__attribute__((constructor(101))) void reserve_metadata() {
+void reserve_metadata() {
+  if (g_metadata.base != nullptr) return;
 #if defined(OSMEM_UNDER_MSAN)
   constexpr bool kSmallReserve = true;
 #else
@@ -65,6 +64,12 @@ __attribute__((constructor(101))) void reserve_metadata() {
   tool::unused_metadata(g_metadata.base, g_metadata.bytes);
 }
 
+// Priority 101: before the constructors of the program and of the
+// libraries loaded after this one, which may call os_* functions.
+__attribute__((constructor(101))) void reserve_metadata_at_load() {
+  reserve_metadata();
+}
+
 }  // namespace
 
 void* os_reserve(std::size_t len) {
@@ -73,7 +78,11 @@ void* os_reserve(std::size_t len) {
   return p == MAP_FAILED ? nullptr : p;
 }
 
+// A call that runs before the constructor above (libosmem-malloc serves
+// libc's start-up, before any constructor) reserves the area itself: mmap
+// allocates nothing. The engine asks under its lock.
 MetadataArea OsSource::metadata_area() {
+  reserve_metadata();
   return g_metadata;
 }
 

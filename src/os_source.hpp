@@ -15,8 +15,8 @@ struct OsSource {
   void* map(std::size_t len);
   bool unmap(void* p, std::size_t len);
   void* remap(void* p, std::size_t old_len, std::size_t new_len);
-  // The area reserved when the library was loaded (os_reserve_metadata);
-  // empty if that failed or has not run yet.
+  // The area reserved when the library was loaded, or by this call when
+  // that has not happened yet; empty if the system refused every size.
   MetadataArea metadata_area();
 };
 
