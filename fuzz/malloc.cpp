@@ -104,6 +104,9 @@ class Driver {
     for (step_ = 0; in.remaining_bytes() > 0; ++step_) {
       one(in);
       if (source_.misuse_count() != 0) fail("the engine misused the source", step_);
+      if (source_.break_offset() < foreign_top_) {
+        fail("a trim lowered the break over another component's memory", step_);
+      }
       if (step_ % kFullEvery == 0) full_check();
     }
     for (auto& [p, l] : live_) {
@@ -168,7 +171,9 @@ class Driver {
         }
         return;
       default:
-        source_.foreign_extend(in.ConsumeIntegralInRange<std::size_t>(1, 64 << 10));
+        if (source_.foreign_extend(in.ConsumeIntegralInRange<std::size_t>(1, 64 << 10))) {
+          foreign_top_ = source_.break_offset();
+        }
         return;
     }
   }
@@ -262,6 +267,7 @@ class Driver {
   Heap heap_;
   std::map<void*, Live> live_;
   std::size_t step_ = 0;
+  std::size_t foreign_top_ = 0;  // the break right after the last foreign sbrk
 };
 
 }  // namespace
