@@ -1,4 +1,4 @@
-# `cmake --install`: the header, both libraries, a CMake package
+# `cmake --install`: the headers, the libraries (libosmem and libosmem-malloc), a CMake package
 # (find_package(osmem) -> osmem::osmem, osmem::osmem_static), osmem.pc for
 # pkg-config and the `osmem` command. Layout from GNUInstallDirs, so
 # distributions can move lib/ and include/.
@@ -12,9 +12,17 @@ install(TARGETS osmem osmem_static EXPORT osmemTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY include/osmem DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# libosmem-malloc (osmem::osmem_malloc, osmem::osmem_malloc_static): not in
+# sanitizer builds, whose runtimes own malloc.
+if(TARGET osmem_malloc)
+  install(TARGETS osmem_malloc osmem_malloc_static EXPORT osmemTargets
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+endif()
 
-# Every target added to the osmemTargets export set (the drop-in malloc
-# library will join as osmem::malloc) reaches consumers through this file.
+# Every target in the osmemTargets export set reaches consumers through
+# this file.
 install(EXPORT osmemTargets NAMESPACE osmem:: DESTINATION ${OSMEM_INSTALL_CMAKEDIR})
 configure_package_config_file(cmake/osmemConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/osmemConfig.cmake
