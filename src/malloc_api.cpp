@@ -15,9 +15,11 @@
 // order (the list lock is recursive, so fork takes it again harmlessly),
 // then the heap lock. The child starts both afresh.
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -319,24 +321,70 @@ OSMEM_MALLOC_EXPORT struct mallinfo OSMEM_MALLOC_FN(mallinfo)(void) noexcept {
 }
 
 // Like glibc's, on stderr; the numbers are os_heap_stats'.
-OSMEM_MALLOC_EXPORT void OSMEM_MALLOC_FN(malloc_stats)(void) noexcept {
+namespace osmem {
+namespace {
+void print_stats(int fd) {
   struct os_heap_stats s = {};
   {
     Call call("malloc_stats");
     call.heap().stats(&s);
   }
-  osmem::LineBuffer line;
-  line.text("osmem heap: system bytes     = ").dec(s.heap_span).text("\n");
+  LineBuffer line;
+  line.text("osmem heap of process ").dec(static_cast<unsigned long long>(getpid())).text(":\n");
+  line.text("heap:       system bytes     = ").dec(s.heap_span).text("\n");
   line.text("            in use bytes     = ").dec(s.heap_bytes_in_use).text("\n");
-  line.flush(2);
+  line.flush(fd);
   line.text("            free blocks      = ").dec(s.free_blocks).text("\n");
   line.text("mapped:     blocks           = ").dec(s.mapped_blocks).text("\n");
-  line.flush(2);
+  line.flush(fd);
   line.text("            bytes            = ").dec(s.mapped_bytes).text("\n");
   line.text("calls:      sbrk ").dec(s.sbrk_calls).text(", mmap ").dec(s.mmap_calls);
   line.text(", munmap ").dec(s.munmap_calls).text(", mremap ").dec(s.mremap_calls);
   line.text(", trims ").dec(s.trims).text("\n");
-  line.flush(2);
+  line.flush(fd);
+}
+
+// Where the at-exit reports go: a copy of stderr taken at load, because
+// programs close stderr on their way out (coreutils' close_stdout does)
+// before the library's destructor runs.
+int g_report_fd = -1;
+
+bool env_on(const char* name) {
+  const char* v = getenv(name);
+  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+}
+
+__attribute__((constructor)) void keep_stderr_for_reports() {
+  if (env_on("OSMEM_STATS")) g_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+}
+}  // namespace
+}  // namespace osmem
+
+OSMEM_MALLOC_EXPORT void OSMEM_MALLOC_FN(malloc_stats)(void) noexcept {
+  osmem::print_stats(2);
+}
+
+// ---- reports at exit ------------------------------------------------------------
+
+// OSMEM_STATS=1 prints malloc_stats() and OSMEM_DUMP=FILE writes the heap
+// dump (docs/heap-dump.md) when the process exits: what `osmem run --stats`
+// and `osmem run --heapmap` ask for. A destructor, so it runs after main and
+// the program's atexit handlers.
+__attribute__((destructor)) static void osmem_malloc_reports_at_exit() {
+  if (osmem::env_on("OSMEM_STATS")) {
+    osmem::print_stats(osmem::g_report_fd >= 0 ? osmem::g_report_fd : 2);
+  }
+  if (const char* path = getenv("OSMEM_DUMP"); path != nullptr && path[0] != '\0') {
+    const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      osmem::LineBuffer line;
+      line.text("osmem: OSMEM_DUMP: cannot open ").text(path).text("\n");
+      line.flush(2);
+      return;
+    }
+    osmem_malloc_heap_dump(fd);
+    close(fd);
+  }
 }
 
 // ---- introspection (osmem/malloc.h) -------------------------------------------
