@@ -1,15 +1,15 @@
 // The process-wide heap behind the C API: one engine over the real
-// sbrk/mmap, one lock, errno, and the debug hook that runs the full checker
-// on entry to and exit from every operation.
+// sbrk/mmap, one lock, errno, and the debug checks (debug_checks.hpp) that
+// run around every operation at the level OSMEM_CHECK chose.
 //
 // Checking on entry matters as much as on exit: a user's overflow between
 // two calls is caught before the engine follows a link it damaged.
 #include <pthread.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <new>
 
+#include "check_level.hpp"
+#include "debug_checks.hpp"
 #include "heap.hpp"
 #include "os_source.hpp"
 #include "osmem/osmem.h"
@@ -17,8 +17,9 @@
 namespace osmem {
 namespace {
 
-#ifndef OSMEM_DEFAULT_CHECK_FULL
-#define OSMEM_DEFAULT_CHECK_FULL 0
+// The check level when OSMEM_CHECK is not set (CMake OSMEM_DEFAULT_CHECK).
+#ifndef OSMEM_DEFAULT_CHECK
+#define OSMEM_DEFAULT_CHECK "off"
 #endif
 
 using ProcessHeap = Heap<OsSource>;
@@ -26,7 +27,7 @@ using ProcessHeap = Heap<OsSource>;
 OsSource g_source;
 alignas(ProcessHeap) unsigned char g_heap_storage[sizeof(ProcessHeap)];
 ProcessHeap* g_heap = nullptr;
-bool g_check_full = OSMEM_DEFAULT_CHECK_FULL != 0;
+DebugChecks<ProcessHeap> g_checks;
 os_error_handler g_user_handler = nullptr;
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -71,10 +72,10 @@ ProcessHeap& heap() {
   if (g_heap == nullptr) {
     g_heap = new (g_heap_storage) ProcessHeap(g_source, os_random_cookie());
     g_heap->set_error_handler(forward_error);
-    if (const char* mode = std::getenv("OSMEM_CHECK")) {
-      if (std::strcmp(mode, "full") == 0) g_check_full = true;
-      if (std::strcmp(mode, "off") == 0) g_check_full = false;
-    }
+    CheckLevel level;
+    parse_check_level(OSMEM_DEFAULT_CHECK, level);
+    read_check_level(level);
+    g_checks.set_level(level);
   }
   return *g_heap;
 }
@@ -85,55 +86,24 @@ void lock_heap() {
   pthread_mutex_lock(&g_lock);
 }
 
-// Prints every violation with the blocks around it; returns the count.
-std::size_t report_violations(const ProcessHeap& h, const char* operation, const char* when) {
-  constexpr std::size_t kShown = 8;
-  Violation found[kShown];
-  const std::size_t n = h.check(found, kShown);
-  LineBuffer line;
-  for (std::size_t i = 0; i < n && i < kShown; ++i) {
-    line.text("osmem: heap inconsistent ")
-        .text(when)
-        .text(" ")
-        .text(operation)
-        .text(": ")
-        .text(invariant_name(found[i].invariant))
-        .text(" at block ")
-        .hex(reinterpret_cast<unsigned long long>(found[i].block))
-        .text("\n");
-    line.flush(2);
-    h.describe(found[i].block, 2);
-  }
-  if (n > kShown) {
-    line.text("osmem: ... and ").dec(n - kShown).text(" more violation(s)\n");
-    line.flush(2);
-  }
-  return n;
-}
-
-void check_or_die(const ProcessHeap& h, const char* operation, const char* when) {
-  if (!g_check_full) return;
-  if (report_violations(h, operation, when) != 0) {
-    report(h.error_handler(), ErrorKind::HeapInconsistent, operation, nullptr);
-  }
-}
-
-// Holds the lock for one operation and runs the debug checks around it.
+// Holds the lock for one operation and runs the debug checks around it:
+// `user` is the pointer handed in (or null), result() passes the pointer
+// handed out.
 class Operation {
  public:
-  explicit Operation(const char* name) : name_(name) {
+  Operation(const char* name, const void* user) {
     lock_heap();
-    check_or_die(heap(), name_, "on entry to");
+    g_checks.before(heap(), name, user);
   }
-  ~Operation() {
-    check_or_die(heap(), name_, "on exit from");
-    pthread_mutex_unlock(&g_lock);
-  }
+  ~Operation() { pthread_mutex_unlock(&g_lock); }
   Operation(const Operation&) = delete;
   Operation& operator=(const Operation&) = delete;
 
- private:
-  const char* name_;
+  void* result(void* p) {
+    g_checks.after(heap(), p);
+    return p;
+  }
+  void done() { g_checks.after(heap(), nullptr); }
 };
 
 }  // namespace
@@ -145,28 +115,29 @@ using osmem::Operation;
 extern "C" {
 
 void* os_malloc(size_t size) {
-  Operation op("os_malloc");
-  return heap().malloc(size);
+  Operation op("os_malloc", nullptr);
+  return op.result(heap().malloc(size));
 }
 
 void* os_calloc(size_t nmemb, size_t size) {
-  Operation op("os_calloc");
-  return heap().calloc(nmemb, size);
+  Operation op("os_calloc", nullptr);
+  return op.result(heap().calloc(nmemb, size));
 }
 
 void* os_realloc(void* ptr, size_t size) {
-  Operation op("os_realloc");
-  return heap().realloc(ptr, size);
+  Operation op("os_realloc", ptr);
+  return op.result(heap().realloc(ptr, size));
 }
 
 void os_free(void* ptr) {
-  Operation op("os_free");
+  Operation op("os_free", ptr);
   heap().free(ptr);
+  op.done();
 }
 
 int os_heap_check(void) {
   osmem::lock_heap();
-  const std::size_t n = osmem::report_violations(heap(), "os_heap_check", "in");
+  const std::size_t n = osmem::report_violations(heap(), "os_heap_check", "in", 0);
   pthread_mutex_unlock(&osmem::g_lock);
   return n > 0x7fffffff ? 0x7fffffff : static_cast<int>(n);
 }

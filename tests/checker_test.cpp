@@ -607,7 +607,8 @@ TEST_F(ApiCheckDeathTest, OverflowReportedOnEntryToFree) {
         unseen(a + 64, 32, [&] { a[64] ^= 0x01; });  // the next header's size, now odd
         os_free(a);
       },
-      "osmem: heap inconsistent on entry to os_free: header canary mismatch at block "
+      "osmem: heap inconsistent on entry to os_free \\(operation 3\\): header canary mismatch at "
+      "block "
       "0x[0-9a-f]+(.|\n)*block size invalid(.|\n)*osmem: heap inconsistent in os_free at 0x0: " +
           std::string(kFatal));
 }
@@ -621,7 +622,8 @@ TEST_F(ApiCheckDeathTest, OverflowReportedOnEntryToMalloc) {
         unseen(a + 64, 32, [&] { std::memset(a + 64 + 8, 0xff, 4); });  // the next status
         discard(os_malloc(10));
       },
-      "osmem: heap inconsistent on entry to os_malloc: header canary mismatch(.|\n)*"
+      "osmem: heap inconsistent on entry to os_malloc \\(operation 3\\): header canary "
+      "mismatch(.|\n)*"
       "block status invalid(.|\n)*osmem: heap inconsistent in os_malloc at 0x0: " +
           std::string(kFatal));
 }
@@ -636,7 +638,7 @@ TEST_F(ApiCheckDeathTest, ReportShowsTheDamagedHeader) {
         unseen(a + 64, 32, [&] { a[64 + 12] ^= 0x01; });  // the next header's canary
         discard(os_realloc(a, 32));
       },
-      "on entry to os_realloc: header canary mismatch at block 0x[0-9a-f]+\n"
+      "on entry to os_realloc \\(operation 3\\): header canary mismatch at block 0x[0-9a-f]+\n"
       "    0x[0-9a-f]+ size 64 alloc(.|\n)*  > 0x[0-9a-f]+ size 64 alloc");
 }
 
@@ -649,7 +651,8 @@ TEST_F(ApiCheckDeathTest, MappedHeaderReported) {
         unseen(m - 32, 32, [&] { m[-32 + 12] ^= 0x01; });
         discard(os_malloc(10));
       },
-      "on entry to os_malloc: header canary mismatch(.|\n)*" + std::string(kFatal));
+      "on entry to os_malloc \\(operation 2\\): header canary mismatch(.|\n)*" +
+          std::string(kFatal));
 }
 
 // With checks off the same overflow goes unnoticed by os_malloc (it never

@@ -743,7 +743,9 @@ TEST_F(ApiErrorsDeathTest, HeapInconsistentInDebugMode) {
         unseen(a - 32, 32, [&] { a[-32 + 12] ^= 1; });
         discard(os_malloc(16));
       },
-      std::string("heap inconsistent on entry to os_malloc: header canary mismatch at block ") +
+      std::string(
+          "heap inconsistent on entry to os_malloc \\(operation 3\\): header canary mismatch at "
+          "block ") +
           kHex + "(.|\n)*" +
           message("heap inconsistent", "os_malloc", "the heap checker found a broken invariant"));
 }

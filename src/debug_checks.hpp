@@ -1,0 +1,199 @@
+// The debug checks an API layer runs around each operation, at the level
+// OSMEM_CHECK chose (check_level.hpp, docs/debug-mode.md).
+//
+// The API owns one DebugChecks next to its heap and calls, with the heap
+// lock held,
+//     before(heap, "os_free", ptr)    on entry, with the pointer handed in
+//     after(heap, result)             on exit, with the pointer handed out
+// so any C API over the engine (os_* here, the malloc family later) gets the
+// same levels. Operations are numbered from 1 in the order they took the
+// lock; reports give that number, so a failure can be replayed to the
+// operation before it (every:1@N).
+//
+// What each level examines:
+//   local  on entry, the block of the pointer handed in and its list
+//          neighbours, before the engine reads them; on exit, the block
+//          handed out and its neighbours, and the block a free or a move
+//          left behind (the one before it, into which it may have merged)
+//          and the block after that. Each of these is checked by
+//          check_heap_block (block_check.hpp), which also walks the free
+//          index to the block's record: O(log n).
+//   sweep  local, then K more blocks on exit (sweep.hpp).
+//   full   the whole checker on entry and on exit.
+//   every  the whole checker on entry to operations S, S+N, S+2N, ...
+// A violation is reported (report_violation) and is fatal, like any other
+// heap error: the error handler sees OS_ERROR_HEAP_INCONSISTENT.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "block_check.hpp"
+#include "check_level.hpp"
+#include "invariant.hpp"
+#include "report.hpp"
+#include "sweep.hpp"
+
+namespace osmem {
+
+// One violation: the operation, the invariant by name, the block, then the
+// block and its list neighbours as far as they lie in the heap.
+template <class HeapT>
+void report_violation(const HeapT& heap, const Violation& v, const char* operation,
+                      const char* when, std::uint64_t operation_number) {
+  LineBuffer line;
+  line.text("osmem: heap inconsistent ").text(when).text(" ").text(operation);
+  if (operation_number != 0) line.text(" (operation ").dec(operation_number).text(")");
+  line.text(": ")
+      .text(invariant_name(v.invariant))
+      .text(" at block ")
+      .hex(reinterpret_cast<unsigned long long>(v.block))
+      .text("\n");
+  line.flush(2);
+  heap.describe(v.block, 2);
+}
+
+// Prints each violation the whole checker finds (up to eight) with the
+// blocks around it; returns how many it found. `when` is "on entry to",
+// "on exit from" or "in"; `operation_number` 0 prints none.
+template <class HeapT>
+std::size_t report_violations(const HeapT& heap, const char* operation, const char* when,
+                              std::uint64_t operation_number) {
+  constexpr std::size_t kShown = 8;
+  Violation found[kShown];
+  const std::size_t n = heap.check(found, kShown);
+  for (std::size_t i = 0; i < n && i < kShown; ++i) {
+    report_violation(heap, found[i], operation, when, operation_number);
+  }
+  if (n > kShown) {
+    LineBuffer line;
+    line.text("osmem: ... and ").dec(n - kShown).text(" more violation(s)\n");
+    line.flush(2);
+  }
+  return n;
+}
+
+template <class HeapT>
+class DebugChecks {
+ public:
+  constexpr DebugChecks() = default;
+
+  void set_level(const CheckLevel& level) { level_ = level; }
+  const CheckLevel& level() const { return level_; }
+  // The number of the operation in progress (or of the last one).
+  std::uint64_t operation() const { return operation_; }
+  const SweepCursor& sweep() const { return sweep_; }
+
+  void before(const HeapT& heap, const char* operation, const void* user) {
+    ++operation_;
+    name_ = operation;
+    anchor_ = nullptr;
+    switch (level_.mode) {
+      case CheckMode::Off:
+        return;
+      case CheckMode::Full:
+        whole(heap, "on entry to");
+        return;
+      case CheckMode::Every:
+        if (operation_ >= level_.start && (operation_ - level_.start) % level_.every == 0) {
+          whole(heap, "on entry to");
+        }
+        return;
+      case CheckMode::Local:
+      case CheckMode::Sweep: {
+        Violation v{};
+        if (examine_before(heap, user, v)) fatal(heap, v, "on entry to");
+        return;
+      }
+    }
+  }
+
+  void after(const HeapT& heap, const void* result) {
+    switch (level_.mode) {
+      case CheckMode::Off:
+      case CheckMode::Every:
+        return;
+      case CheckMode::Full:
+        whole(heap, "on exit from");
+        return;
+      case CheckMode::Local:
+      case CheckMode::Sweep: {
+        Violation v{};
+        if (examine_after(heap, result, v)) fatal(heap, v, "on exit from");
+        return;
+      }
+    }
+  }
+
+  // The local check on entry: the first violation found, or false. Also
+  // remembers where the block's neighbourhood is for examine_after.
+  bool examine_before(const HeapT& heap, const void* user, Violation& out) {
+    anchor_ = nullptr;
+    const BlockMeta* b = live_heap_block(heap, user);
+    if (b == nullptr) return false;  // not a live heap block: the engine's own checks name it
+    if (check_heap_block(heap, b, out)) return true;
+    const BlockMeta* prev = prev_of(b);
+    const BlockMeta* next = next_of(b);
+    if (prev != nullptr && check_heap_block(heap, prev, out)) return true;
+    if (next != nullptr && check_heap_block(heap, next, out)) return true;
+    // A free (or a moving realloc) may merge b into prev; prev stays.
+    anchor_ = prev != nullptr ? prev : b;
+    return false;
+  }
+
+  // The local check on exit, then the sweep's step: the first violation.
+  bool examine_after(const HeapT& heap, const void* result, Violation& out) {
+    if (anchor_ != nullptr) {
+      if (check_heap_block(heap, anchor_, out)) return true;
+      const BlockMeta* next = next_of(anchor_);
+      if (next != nullptr && check_heap_block(heap, next, out)) return true;
+    }
+    if (const BlockMeta* b = live_heap_block(heap, result)) {
+      if (check_heap_block(heap, b, out)) return true;
+      const BlockMeta* prev = prev_of(b);
+      const BlockMeta* next = next_of(b);
+      if (prev != nullptr && check_heap_block(heap, prev, out)) return true;
+      if (next != nullptr && check_heap_block(heap, next, out)) return true;
+    } else if (result != nullptr &&
+               !heap.in_heap(BlockMeta::from_payload(const_cast<void*>(result)), kHeaderSize)) {
+      if (check_mapped_block(heap, BlockMeta::from_payload(const_cast<void*>(result)), out)) {
+        return true;
+      }
+    }
+    return level_.mode == CheckMode::Sweep && sweep_.step(heap, level_.sweep_blocks, out);
+  }
+
+ private:
+  // The header of `user` when it is a sealed block on the heap list; null
+  // for null, a mapping, or anything the engine must judge itself.
+  static const BlockMeta* live_heap_block(const HeapT& heap, const void* user) {
+    const auto a = reinterpret_cast<std::uintptr_t>(user);
+    if (user == nullptr || !is_aligned8(a) || a <= kHeaderSize) return nullptr;
+    const BlockMeta* b = BlockMeta::from_payload(const_cast<void*>(user));
+    if (!heap.in_heap(b, kHeaderSize)) return nullptr;
+    {
+      const OpenHeader open(b);
+      if (!heap.sealer().intact(b)) return nullptr;
+    }
+    return on_heap_list(heap, b) ? b : nullptr;
+  }
+
+  void whole(const HeapT& heap, const char* when) {
+    if (report_violations(heap, name_, when, operation_) != 0) {
+      report(heap.error_handler(), ErrorKind::HeapInconsistent, name_, nullptr);
+    }
+  }
+
+  [[noreturn]] void fatal(const HeapT& heap, const Violation& v, const char* when) {
+    report_violation(heap, v, name_, when, operation_);
+    report(heap.error_handler(), ErrorKind::HeapInconsistent, name_, nullptr);
+  }
+
+  CheckLevel level_{};
+  std::uint64_t operation_ = 0;
+  const char* name_ = "";
+  const BlockMeta* anchor_ = nullptr;  // set by examine_before, read by examine_after
+  SweepCursor sweep_;
+};
+
+}  // namespace osmem

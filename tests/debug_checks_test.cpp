@@ -1,0 +1,409 @@
+// The debug check levels (OSMEM_CHECK; src/check_level.hpp,
+// src/debug_checks.hpp): parsing, the bound on how long the sweep takes to
+// find damage far from any operation, no false alarms while the heap churns
+// under the sweep's cursor, and the levels through the real API.
+#include "debug_checks.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "check_level.hpp"
+#include "fake_source.hpp"
+#include "heap.hpp"
+#include "osmem/osmem.h"
+
+namespace osmem {
+namespace {
+
+std::string level_text(const CheckLevel& level) {
+  char buf[64];
+  format_check_level(level, buf, sizeof buf);
+  return buf;
+}
+
+// ---- parsing ---------------------------------------------------------------
+
+TEST(CheckLevel, ParsesEveryDocumentedSpelling) {
+  const struct {
+    const char* text;
+    const char* canonical;
+  } cases[] = {
+      {"off", "off"},
+      {"0", "off"},
+      {"local", "local"},
+      {"sweep", "sweep:16"},
+      {"on", "sweep:16"},
+      {"1", "sweep:16"},
+      {"sweep:1", "sweep:1"},
+      {"sweep:250", "sweep:250"},
+      {"full", "full"},
+      {"every:1", "every:1@1"},
+      {"every:100", "every:100@1"},
+      {"every:7@5000", "every:7@5000"},
+  };
+  for (const auto& c : cases) {
+    CheckLevel level;
+    level.mode = CheckMode::Full;  // something else, to see it change
+    level.sweep_blocks = 3;
+    EXPECT_TRUE(parse_check_level(c.text, level)) << c.text;
+    EXPECT_EQ(level_text(level), c.canonical) << c.text;
+  }
+}
+
+TEST(CheckLevel, RejectsAnythingElseAndKeepsTheLevel) {
+  for (const char* text : {"",
+                           "ful",
+                           "fullx",
+                           "FULL",
+                           "sweep:",
+                           "sweep:0",
+                           "sweep:-1",
+                           "sweep:8x",
+                           "sweep:99999999999",
+                           "on:4",
+                           "1:4",
+                           "10",
+                           "00",
+                           "every",
+                           "every:",
+                           "every:0",
+                           "every:5@",
+                           "every:5@0",
+                           "every:5@x",
+                           "local ",
+                           " off",
+                           "every:99999999999999999999999"}) {
+    CheckLevel level;
+    level.mode = CheckMode::Local;
+    EXPECT_FALSE(parse_check_level(text, level)) << '"' << text << '"';
+    EXPECT_EQ(level_text(level), "local") << '"' << text << '"';
+  }
+  CheckLevel level;
+  EXPECT_FALSE(parse_check_level(nullptr, level));
+}
+
+// ---- the sweep's bound, on the engine ------------------------------------------
+
+// A heap of `blocks` heap blocks (every third one FREE, so the index is
+// walked too) and `mappings` live mappings, with DebugChecks driven by hand
+// the way an API layer drives them, reporting instead of aborting.
+class Swept {
+ public:
+  Swept(const CheckLevel& level, int blocks, int mappings) {
+    checks_.set_level(level);
+    for (int i = 0; i < blocks; ++i) {
+      void* p = heap_.malloc(16 + 8 * static_cast<std::size_t>(i % 13));
+      EXPECT_NE(p, nullptr);
+      live_.push_back(p);
+    }
+    for (int i = 0; i + 1 < blocks; i += 3) {
+      heap_.free(live_[static_cast<std::size_t>(i)]);
+      live_[static_cast<std::size_t>(i)] = nullptr;
+    }
+    for (int i = 0; i < mappings; ++i) maps_.push_back(heap_.malloc(200000 + 4096 * i));
+    Violation v[4];
+    EXPECT_EQ(heap_.check(v, 4), 0u);
+  }
+
+  // One operation far from `target`: a mapping made and unmapped when the
+  // target is a heap block, a small heap block taken and given back when
+  // it is a mapping. (An operation on the mapping tree reseals the headers
+  // on its path, which would repair a damaged canary there before the
+  // sweep could see it.) True, with the violation, when the checks
+  // reported something.
+  bool far_operation(const BlockMeta* target, Violation& v) {
+    const bool mapped_target = !heap_.in_heap(target, kHeaderSize);
+    if (checks_.examine_before(heap_, nullptr, v)) return true;
+    scratch_ = heap_.malloc(mapped_target ? 8 : 300000);
+    if (checks_.examine_after(heap_, scratch_, v)) return true;
+    if (checks_.examine_before(heap_, scratch_, v)) return true;
+    heap_.free(scratch_);
+    return checks_.examine_after(heap_, nullptr, v);
+  }
+
+  // Blocks the sweep goes round: the heap list, the mappings, and the one
+  // mapping an operation makes.
+  std::size_t swept_blocks() const {
+    struct os_heap_stats st;
+    heap_.stats(&st);
+    return st.heap_blocks + st.mapped_blocks + 1;
+  }
+
+  std::vector<BlockMeta*> all_blocks() const {
+    std::vector<BlockMeta*> out;
+    for (BlockMeta* b = heap_.blocks().head(); b != nullptr; b = next_of(b)) out.push_back(b);
+    for (void* m : maps_) out.push_back(BlockMeta::from_payload(m));
+    return out;
+  }
+
+  Heap<FakeSource>& heap() { return heap_; }
+  DebugChecks<Heap<FakeSource>>& checks() { return checks_; }
+
+ private:
+  tool::Untracked untracked_;  // these tests write into headers on purpose
+  FakeSource src_;
+  Heap<FakeSource> heap_{src_, 0x5eed5eed5eed5eedULL};
+  DebugChecks<Heap<FakeSource>> checks_;
+  std::vector<void*> live_;
+  std::vector<void*> maps_;
+  void* scratch_ = nullptr;
+};
+
+std::size_t ceil_div(std::size_t a, std::size_t b) {
+  return (a + b - 1) / b;
+}
+
+void flip_canary(BlockMeta* b) {
+  const OpenHeader open(b);
+  b->canary ^= 0x10;
+}
+
+// Damage at every block in turn, with the cursor at a different place each
+// time: the sweep names the damaged block within ceil(n / K) + 2
+// operations, + 1 as they are counted in pairs (a far operation is two).
+TEST(Sweep, FindsDamageFarFromEveryOperationWithinTheBound) {
+  constexpr int kBlocks = 150;
+  constexpr int kMappings = 5;
+  for (std::uint32_t k : {1u, 4u, 16u}) {
+    CheckLevel level;
+    level.mode = CheckMode::Sweep;
+    level.sweep_blocks = k;
+    const std::size_t targets = Swept(level, kBlocks, kMappings).all_blocks().size();
+    std::size_t worst = 0;
+    for (std::size_t t = 0; t < targets; ++t) {
+      Swept s(level, kBlocks, kMappings);
+      const std::size_t n = s.swept_blocks();
+      const std::size_t bound = ceil_div(n, k) + 3;
+      Violation v{};
+      BlockMeta* target = s.all_blocks()[t];
+      for (std::size_t warm = 0; warm < (t * 7) % (bound + 3); ++warm) {
+        ASSERT_FALSE(s.far_operation(target, v)) << "false alarm before any damage";
+      }
+      flip_canary(target);
+      std::size_t ops = 0;
+      bool found = false;
+      while (!found && ops < 3 * bound) {
+        ops += 2;  // a far operation is two operations, each with its sweep step
+        found = s.far_operation(target, v);
+      }
+      ASSERT_TRUE(found) << "K " << k << " target " << t << ": not found in " << ops << " ops";
+      EXPECT_LE(ops, bound) << "K " << k << " target " << t << " of n " << n;
+      EXPECT_EQ(v.invariant, Invariant::CanaryMismatch) << invariant_name(v.invariant);
+      EXPECT_EQ(v.block, target) << "K " << k << " target " << t;
+      if (ops > worst) worst = ops;
+    }
+    std::printf(
+        "sweep:%u, n = %zu blocks: damage found within %zu operations at worst "
+        "(bound ceil(n/K) + 3 = %zu)\n",
+        k, Swept(level, kBlocks, kMappings).swept_blocks(), worst,
+        ceil_div(Swept(level, kBlocks, kMappings).swept_blocks(), k) + 3);
+  }
+}
+
+TEST(Sweep, LocalAloneDoesNotSeeFarDamage) {
+  CheckLevel level;
+  level.mode = CheckMode::Local;
+  Swept s(level, 150, 5);
+  BlockMeta* target = s.all_blocks()[70];
+  flip_canary(target);
+  Violation v{};
+  for (int i = 0; i < 500; ++i) ASSERT_FALSE(s.far_operation(target, v)) << "operation " << i;
+  Violation all[4];
+  EXPECT_GE(s.heap().check(all, 4), 1u);  // it is there to find
+}
+
+// Random mallocs, reallocs and frees merge and split blocks under the
+// cursor (its block merging into a neighbour, a split writing a header over
+// the stale one): the sweep must go round and round and never report a
+// sound heap, and the whole checker must agree the heap is sound.
+TEST(Sweep, NoFalseAlarmsWhileTheHeapChurns) {
+  for (std::uint32_t k : {1u, 3u, 64u}) {
+    CheckLevel level;
+    level.mode = CheckMode::Sweep;
+    level.sweep_blocks = k;
+    Swept s(level, 60, 2);
+    auto& heap = s.heap();
+    auto& checks = s.checks();
+    std::mt19937_64 rng(k);
+    std::vector<void*> live;
+    Violation v{};
+    for (int step = 0; step < 20000; ++step) {
+      const unsigned r = static_cast<unsigned>(rng() % 10);
+      const std::size_t size = 8 + rng() % (rng() % 8 == 0 ? 3000 : 200);
+      if (r < 4 || live.empty()) {
+        ASSERT_FALSE(checks.examine_before(heap, nullptr, v));
+        void* p = heap.malloc(size);
+        ASSERT_FALSE(checks.examine_after(heap, p, v))
+            << "step " << step << ": " << invariant_name(v.invariant);
+        live.push_back(p);
+      } else {
+        const std::size_t i = rng() % live.size();
+        ASSERT_FALSE(checks.examine_before(heap, live[i], v)) << "step " << step;
+        void* q = nullptr;
+        if (r < 7) {
+          heap.free(live[i]);
+        } else {
+          q = heap.realloc(live[i], size);
+        }
+        ASSERT_FALSE(checks.examine_after(heap, q, v))
+            << "step " << step << ": " << invariant_name(v.invariant);
+        if (q != nullptr) {
+          live[i] = q;
+        } else {
+          live[i] = live.back();
+          live.pop_back();
+        }
+      }
+      if (step % 1000 == 0) {
+        Violation all[4];
+        ASSERT_EQ(heap.check(all, 4), 0u) << "step " << step;
+      }
+    }
+    EXPECT_GE(checks.sweep().rounds(), 20u) << "K " << k << ": the sweep did not go round";
+  }
+}
+
+// ---- through the real API ----------------------------------------------------
+
+// OSMEM_CHECK is read at the first os_* call; the threadsafe death-test
+// style re-executes the binary, so a setenv() at the top of the body
+// reaches the child before that call.
+class ApiLevelDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+  static void check_mode(const char* mode) { ASSERT_EQ(setenv("OSMEM_CHECK", mode, 1), 0); }
+};
+
+template <class F>
+void unseen(void* p, std::size_t n, F write) {
+  const tool::Reveal open(p, n);
+  write();
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
+
+constexpr char kHex[] = "0x[0-9a-f]+";
+
+TEST_F(ApiLevelDeathTest, UnknownValueWarnsOnceNamingTheValidOnes) {
+  check_mode("sweeep");
+  EXPECT_EXIT(
+      {
+        void* p = os_malloc(10);
+        os_free(p);
+        os_free(os_malloc(20));
+        _exit(p != nullptr ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0),
+      "^osmem: OSMEM_CHECK=sweeep is not understood \\(valid: off, local, sweep, sweep:K, full, "
+      "every:N, every:N@START \\(also 0 = off, 1/on = sweep\\)\\); using [a-z0-9:@]+\n$");
+}
+
+// A one-byte overflow into the next header, then free: `local` reads that
+// header before the engine does and names it, with the operation number.
+TEST_F(ApiLevelDeathTest, LocalNamesTheNextHeaderOnEntryToFree) {
+  check_mode("local");
+  auto* a = static_cast<unsigned char*>(os_malloc(64));
+  ASSERT_NE(os_malloc(64), nullptr);
+  // The block named is the one after a's (whose prev is null): its size
+  // field reads 65, the flipped bit.
+  EXPECT_DEATH(
+      {
+        unseen(a + 64, 1, [&] { a[64] ^= 0x01; });
+        os_free(a);
+      },
+      std::string("^osmem: heap inconsistent on entry to os_free \\(operation 3\\): header canary "
+                  "mismatch at block ") +
+          kHex + "\n    " + kHex + " size 64 alloc prev 0x0 next " + kHex + "\n  > " + kHex +
+          " size 65 alloc prev (.|\n)*osmem: heap inconsistent in os_free at 0x0:");
+}
+
+// every:5 checks on entry to operations 1, 6, 11, ...: damage done after
+// operation 3 is reported on entry to operation 6, not before.
+TEST_F(ApiLevelDeathTest, EveryNChecksOnTheScheduledOperations) {
+  check_mode("every:5");
+  auto* a = static_cast<unsigned char*>(os_malloc(64));  // 1
+  ASSERT_NE(os_malloc(64), nullptr);                     // 2
+  ASSERT_NE(os_malloc(64), nullptr);                     // 3
+  EXPECT_DEATH(
+      {
+        unseen(a + 64, 32, [&] { a[64 + 12] ^= 0x01; });
+        os_free(os_malloc(300000));  // 4, 5
+        os_free(os_malloc(300000));  // 6
+      },
+      std::string("^osmem: heap inconsistent on entry to os_malloc \\(operation 6\\): header "
+                  "canary mismatch at block ") +
+          kHex);
+}
+
+TEST_F(ApiLevelDeathTest, EveryNStartsAtTheGivenOperation) {
+  check_mode("every:1@5");
+  auto* a = static_cast<unsigned char*>(os_malloc(64));  // 1
+  ASSERT_NE(os_malloc(64), nullptr);                     // 2
+  EXPECT_DEATH(
+      {
+        unseen(a + 64, 32, [&] { a[64 + 12] ^= 0x01; });
+        os_free(os_malloc(300000));  // 3, 4: not checked
+        os_free(os_malloc(300000));  // 5
+      },
+      std::string("^osmem: heap inconsistent on entry to os_malloc \\(operation 5\\)"));
+}
+
+// The sweep in a real process over the real sbrk/mmap: damage a header far
+// from every later operation, then count operations until the report.
+int g_operations = 0;
+int g_bound = 0;
+
+void count_and_exit(os_error_kind kind, const char* operation, const void* /*address*/) {
+  char line[160];
+  const int n = snprintf(line, sizeof line, "reported after %d operations (bound %d) in %s\n",
+                         g_operations, g_bound, operation);
+  if (n > 0) (void)!write(2, line, static_cast<std::size_t>(n));
+  _exit(kind == OS_ERROR_HEAP_INCONSISTENT && g_operations <= g_bound ? 0 : 1);
+}
+
+void damage_far_block_then_operate(int k) {
+  std::vector<void*> blocks;
+  blocks.reserve(2000);  // the vector's own memory is glibc's, not osmem's
+  for (int i = 0; i < 2000; ++i) blocks.push_back(os_malloc(24 + 8 * (i % 7)));
+  for (int i = 0; i < 2000; i += 4) os_free(blocks[static_cast<std::size_t>(i)]);
+  struct os_heap_stats st;
+  os_heap_stats(&st);
+  const int n = static_cast<int>(st.heap_blocks + st.mapped_blocks + 1);
+  g_bound = (n + k - 1) / k + 2;
+  os_set_error_handler(count_and_exit);
+  auto* victim = static_cast<unsigned char*>(blocks[1001]);
+  unseen(victim - 32, 32, [&] { victim[-32 + 12] ^= 0x01; });
+  for (g_operations = 1; g_operations < 10 * g_bound; ++g_operations) {
+    void* m = os_malloc(300000);
+    ++g_operations;
+    os_free(m);
+  }
+  _exit(2);  // never reported
+}
+
+TEST_F(ApiLevelDeathTest, SweepFindsFarDamageInARealProcess) {
+  check_mode("sweep:8");
+  EXPECT_EXIT(damage_far_block_then_operate(8), ::testing::ExitedWithCode(0),
+              std::string("on exit from os_(malloc|free) \\(operation [0-9]+\\): header canary "
+                          "mismatch at block ") +
+                  kHex + "(.|\n)*reported after [0-9]+ operations \\(bound [0-9]+\\)");
+}
+
+TEST_F(ApiLevelDeathTest, LocalDoesNotFindFarDamageInARealProcess) {
+  check_mode("local");
+  EXPECT_EXIT(damage_far_block_then_operate(8), ::testing::ExitedWithCode(2), "");
+}
+
+}  // namespace
+}  // namespace osmem
