@@ -35,7 +35,11 @@ void forward_error(ErrorKind kind, const char* operation, const void* address) {
   if (g_user_handler != nullptr) {
     g_user_handler(static_cast<os_error_kind>(kind), operation, address);
   } else {
-    print_error(kind, operation, address);
+    // The first line, then what the heap says about the address (in every
+    // build: diagnosis.hpp), then the stack where a memory tool prints one.
+    print_error_line(kind, operation, address);
+    if (g_heap != nullptr) print_diagnosis(*g_heap, kind, g_checks.operation(), address, 2);
+    tool::print_stack();
   }
 }
 
@@ -137,7 +141,7 @@ void os_free(void* ptr) {
 
 int os_heap_check(void) {
   osmem::lock_heap();
-  const std::size_t n = osmem::report_violations(heap(), "os_heap_check", "in", 0);
+  const std::size_t n = osmem::report_violations(heap(), "os_heap_check", "in", 0, 8);
   pthread_mutex_unlock(&osmem::g_lock);
   return n > 0x7fffffff ? 0x7fffffff : static_cast<int>(n);
 }

@@ -30,14 +30,17 @@
 
 #include "block_check.hpp"
 #include "check_level.hpp"
+#include "diagnosis.hpp"
 #include "invariant.hpp"
 #include "report.hpp"
 #include "sweep.hpp"
 
 namespace osmem {
 
-// One violation: the operation, the invariant by name, the block, then the
-// block and its list neighbours as far as they lie in the heap.
+// One violation: the operation, the invariant by name, the block (header
+// and user pointer), the block and its list neighbours as far as they lie
+// in the heap (damaged headers marked), and for a damaged header the likely
+// cause.
 template <class HeapT>
 void report_violation(const HeapT& heap, const Violation& v, const char* operation,
                       const char* when, std::uint64_t operation_number) {
@@ -47,27 +50,42 @@ void report_violation(const HeapT& heap, const Violation& v, const char* operati
   line.text(": ")
       .text(invariant_name(v.invariant))
       .text(" at block ")
-      .hex(reinterpret_cast<unsigned long long>(v.block))
-      .text("\n");
+      .hex(reinterpret_cast<unsigned long long>(v.block));
+  if (v.block != nullptr) {
+    line.text(" (user pointer ").hex(addr_of(v.block) + kHeaderSize).text(")");
+  }
+  line.text("\n");
   line.flush(2);
   heap.describe(v.block, 2);
+  if (v.invariant == Invariant::CanaryMismatch && heap.in_heap(v.block, kHeaderSize)) {
+    const Location at = locate_in_heap(heap, v.block);
+    if (at.damaged == v.block) {
+      detail::overflow_cause(line, at.before, at.damaged);
+      line.flush(2);
+    }
+  }
 }
 
-// Prints each violation the whole checker finds (up to eight) with the
-// blocks around it; returns how many it found. `when` is "on entry to",
-// "on exit from" or "in"; `operation_number` 0 prints none.
+// Reports the first violation the whole checker finds, and how many more
+// there are (`listed` says how many to report in full: 1 for a fatal
+// report, where the others are most often that one's consequences; more
+// for os_heap_check). Returns how many it found in all.
 template <class HeapT>
 std::size_t report_violations(const HeapT& heap, const char* operation, const char* when,
-                              std::uint64_t operation_number) {
+                              std::uint64_t operation_number, std::size_t listed = 1) {
   constexpr std::size_t kShown = 8;
   Violation found[kShown];
   const std::size_t n = heap.check(found, kShown);
-  for (std::size_t i = 0; i < n && i < kShown; ++i) {
+  const std::size_t shown = listed < kShown ? listed : kShown;
+  for (std::size_t i = 0; i < n && i < shown; ++i) {
     report_violation(heap, found[i], operation, when, operation_number);
   }
-  if (n > kShown) {
+  if (n > shown) {
     LineBuffer line;
-    line.text("osmem: ... and ").dec(n - kShown).text(" more violation(s)\n");
+    line.text("osmem: ... and ")
+        .dec(n - shown)
+        .text(shown == 1 ? " more violation(s), likely consequences of this one\n"
+                         : " more violation(s)\n");
     line.flush(2);
   }
   return n;

@@ -203,7 +203,10 @@ inline const char* status_name(Status s) {
   return "garbage";
 }
 
-inline void dump_header(LineBuffer& line, const char* label, const BlockMeta* b, int fd) {
+// `damaged`: the canary does not match, so the values are only what the
+// bytes read as, and the line says so.
+inline void dump_header(LineBuffer& line, const char* label, const BlockMeta* b, bool damaged,
+                        int fd) {
   const OpenHeader open(b);
   line.text(label)
       .hex(addr_of(b))
@@ -215,7 +218,7 @@ inline void dump_header(LineBuffer& line, const char* label, const BlockMeta* b,
       .hex(reinterpret_cast<std::uintptr_t>(b->prev))
       .text(" next ")
       .hex(reinterpret_cast<std::uintptr_t>(b->next))
-      .text("\n");
+      .text(damaged ? " (damaged: canary mismatch, values as read)\n" : "\n");
   line.flush(fd);
 }
 
@@ -343,7 +346,8 @@ void Heap<Source, Config>::describe(const void* block, int fd) const {
   for (const BlockMeta* n :
        {static_cast<const BlockMeta*>(b->prev), b, static_cast<const BlockMeta*>(b->next)}) {
     if (n != nullptr && aligned(addr_of(n)) && in_heap(n, kHeaderSize)) {
-      detail::dump_header(line, n == b ? "  > " : "    ", n, fd);
+      const OpenHeader open_n(n);
+      detail::dump_header(line, n == b ? "  > " : "    ", n, !sealer_.intact(n), fd);
     }
   }
 }

@@ -49,6 +49,12 @@ const char* error_message(ErrorKind kind) {
 }
 
 void print_error(ErrorKind kind, const char* operation, const void* address) {
+  print_error_line(kind, operation, address);
+  // Under a sanitizer or Valgrind, say where: the stack of the faulting call.
+  tool::print_stack();
+}
+
+void print_error_line(ErrorKind kind, const char* operation, const void* address) {
   LineBuffer line;
   line.text("osmem: ")
       .text(error_name(kind))
@@ -60,8 +66,6 @@ void print_error(ErrorKind kind, const char* operation, const void* address) {
       .text(error_message(kind))
       .text("\n");
   line.flush(2);
-  // Under a sanitizer or Valgrind, say where: the stack of the faulting call.
-  tool::print_stack();
 }
 
 void report(ErrorHandler handler, ErrorKind kind, const char* operation, const void* address) {
@@ -103,3 +107,7 @@ void LineBuffer::flush(int fd) {
 }
 
 }  // namespace osmem
+
+extern "C" const char* os_error_name(enum os_error_kind kind) {
+  return osmem::error_name(static_cast<osmem::ErrorKind>(kind));
+}

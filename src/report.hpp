@@ -26,8 +26,11 @@ using ErrorHandler = void (*)(ErrorKind kind, const char* operation, const void*
 const char* error_name(ErrorKind kind);
 const char* error_message(ErrorKind kind);
 
-// The default handler: one line on stderr, then abort().
+// The default handler: one line on stderr (print_error_line), then the
+// stack when a memory tool can print it.
 void print_error(ErrorKind kind, const char* operation, const void* address);
+// "osmem: <name> in <operation> at <address>: <message>" on stderr.
+void print_error_line(ErrorKind kind, const char* operation, const void* address);
 
 // Calls handler (print_error when null), then aborts if it returned.
 [[noreturn]] void report(ErrorHandler handler, ErrorKind kind, const char* operation,

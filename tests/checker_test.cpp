@@ -609,7 +609,9 @@ TEST_F(ApiCheckDeathTest, OverflowReportedOnEntryToFree) {
       },
       "osmem: heap inconsistent on entry to os_free \\(operation 3\\): header canary mismatch at "
       "block "
-      "0x[0-9a-f]+(.|\n)*block size invalid(.|\n)*osmem: heap inconsistent in os_free at 0x0: " +
+      "0x[0-9a-f]+ \\(user pointer 0x[0-9a-f]+\\)\n(.|\n)*"
+      "osmem: \\.\\.\\. and 1 more violation\\(s\\), likely consequences of this one\n"
+      "osmem: heap inconsistent in os_free at 0x0: " +
           std::string(kFatal));
 }
 
@@ -624,7 +626,8 @@ TEST_F(ApiCheckDeathTest, OverflowReportedOnEntryToMalloc) {
       },
       "osmem: heap inconsistent on entry to os_malloc \\(operation 3\\): header canary "
       "mismatch(.|\n)*"
-      "block status invalid(.|\n)*osmem: heap inconsistent in os_malloc at 0x0: " +
+      "osmem: \\.\\.\\. and 1 more violation\\(s\\), likely consequences of this one\n"
+      "osmem: heap inconsistent in os_malloc at 0x0: " +
           std::string(kFatal));
 }
 
@@ -638,8 +641,10 @@ TEST_F(ApiCheckDeathTest, ReportShowsTheDamagedHeader) {
         unseen(a + 64, 32, [&] { a[64 + 12] ^= 0x01; });  // the next header's canary
         discard(os_realloc(a, 32));
       },
-      "on entry to os_realloc \\(operation 3\\): header canary mismatch at block 0x[0-9a-f]+\n"
-      "    0x[0-9a-f]+ size 64 alloc(.|\n)*  > 0x[0-9a-f]+ size 64 alloc");
+      "on entry to os_realloc \\(operation 3\\): header canary mismatch at block 0x[0-9a-f]+ "
+      "\\(user pointer 0x[0-9a-f]+\\)\n"
+      "    0x[0-9a-f]+ size 64 alloc(.|\n)*  > 0x[0-9a-f]+ size 64 alloc prev 0x[0-9a-f]+ next "
+      "0x[0-9a-f]+ \\(damaged: canary mismatch, values as read\\)");
 }
 
 TEST_F(ApiCheckDeathTest, MappedHeaderReported) {

@@ -324,7 +324,8 @@ TEST_F(ApiLevelDeathTest, LocalNamesTheNextHeaderOnEntryToFree) {
       },
       std::string("^osmem: heap inconsistent on entry to os_free \\(operation 3\\): header canary "
                   "mismatch at block ") +
-          kHex + "\n    " + kHex + " size 64 alloc prev 0x0 next " + kHex + "\n  > " + kHex +
+          kHex + " \\(user pointer " + kHex + "\\)\n    " + kHex + " size 64 alloc prev 0x0 next " +
+          kHex + "\n  > " + kHex +
           " size 65 alloc prev (.|\n)*osmem: heap inconsistent in os_free at 0x0:");
 }
 

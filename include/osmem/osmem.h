@@ -133,6 +133,11 @@ typedef void (*os_error_handler)(enum os_error_kind kind, const char* operation,
                                  const void* address);
 OSMEM_API os_error_handler os_set_error_handler(os_error_handler handler);
 
+/* The name of an error kind, as reports print it: "double free", "invalid
+ * pointer", "misaligned pointer", "header corrupted", "heap inconsistent",
+ * "foreign break"; "unknown error" for any other value. A static string. */
+OSMEM_API const char* os_error_name(enum os_error_kind kind);
+
 #ifdef __cplusplus
 }
 #endif
