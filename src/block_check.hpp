@@ -30,7 +30,7 @@ namespace osmem {
 template <class HeapT>
 bool check_heap_block(const HeapT& heap, const BlockMeta* b, Violation& out) {
   auto readable = [&](const BlockMeta* x) {
-    return is_aligned8(addr_of(x)) && heap.in_heap(x, kHeaderSize);
+    return HeapT::aligned(addr_of(x)) && heap.in_heap(x, kHeaderSize);
   };
   auto fail = [&](Invariant inv, const BlockMeta* at) {
     out = Violation{inv, at};
@@ -77,7 +77,7 @@ bool check_heap_block(const HeapT& heap, const BlockMeta* b, Violation& out) {
 // through the mapping tree (so m is not in the heap's range).
 template <class HeapT>
 bool check_mapped_block(const HeapT& heap, const BlockMeta* m, Violation& out) {
-  if (!is_aligned8(addr_of(m)) || heap.in_heap(m, kHeaderSize)) {
+  if (!HeapT::aligned(addr_of(m)) || heap.in_heap(m, kHeaderSize)) {
     out = Violation{Invariant::MappedOrder, m};
     return true;
   }
@@ -102,7 +102,7 @@ bool on_heap_list(const HeapT& heap, const BlockMeta* b) {
   const OpenHeader open(b);
   const BlockMeta* prev = b->prev;
   if (prev == nullptr) return heap.blocks().head() == b;
-  if (!is_aligned8(addr_of(prev)) || !heap.in_heap(prev, kHeaderSize)) return false;
+  if (!HeapT::aligned(addr_of(prev)) || !heap.in_heap(prev, kHeaderSize)) return false;
   const OpenHeader open_prev(prev);
   return heap.sealer().intact(prev) && prev->next == b;
 }

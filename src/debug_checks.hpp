@@ -186,7 +186,7 @@ class DebugChecks {
   // for null, a mapping, or anything the engine must judge itself.
   static const BlockMeta* live_heap_block(const HeapT& heap, const void* user) {
     const auto a = reinterpret_cast<std::uintptr_t>(user);
-    if (user == nullptr || !is_aligned8(a) || a <= kHeaderSize) return nullptr;
+    if (user == nullptr || !HeapT::aligned(a) || a <= kHeaderSize) return nullptr;
     const BlockMeta* b = BlockMeta::from_payload(const_cast<void*>(user));
     if (!heap.in_heap(b, kHeaderSize)) return nullptr;
     {

@@ -39,7 +39,7 @@ Location locate_in_heap(const HeapT& heap, const void* address) {
   const auto a = addr_of(address);
   const BlockMeta* prev = nullptr;
   for (const BlockMeta* b = heap.blocks().head(); b != nullptr;) {
-    if (!is_aligned8(addr_of(b)) || !heap.in_heap(b, kHeaderSize) || b <= prev) break;
+    if (!HeapT::aligned(addr_of(b)) || !heap.in_heap(b, kHeaderSize) || b <= prev) break;
     const OpenHeader open(b);
     if (!heap.sealer().intact(b)) {
       if (a >= addr_of(b)) {
@@ -68,7 +68,7 @@ const BlockMeta* locate_in_mappings(const HeapT& heap, const void* address) {
   const BlockMeta* best = nullptr;  // the highest header at or below a
   const BlockMeta* n = heap.mappings().root();
   for (int depth = 0; n != nullptr && depth < 256; ++depth) {
-    if (!is_aligned8(addr_of(n)) || heap.in_heap(n, kHeaderSize)) return nullptr;
+    if (!HeapT::aligned(addr_of(n)) || heap.in_heap(n, kHeaderSize)) return nullptr;
     const OpenHeader open(n);
     if (!heap.sealer().intact(n)) return nullptr;
     if (addr_of(n) <= a) {
@@ -112,7 +112,7 @@ inline const char* status_words(Status s) {
 // The fields of a header whose canary is broken, printed as what they are.
 template <class HeapT>
 void damaged_header(const HeapT& heap, const BlockMeta* h, int fd) {
-  if (!is_aligned8(addr_of(h)) || !heap.in_heap(h, kHeaderSize)) return;
+  if (!HeapT::aligned(addr_of(h)) || !heap.in_heap(h, kHeaderSize)) return;
   const OpenHeader open(h);
   if (heap.sealer().intact(h)) return;
   LineBuffer line;
@@ -152,13 +152,15 @@ inline const char* broken_rule(ErrorKind kind) {
     case ErrorKind::InvalidPointer:
       return "a pointer handed back is one osmem handed out";
     case ErrorKind::MisalignedPointer:
-      return "a pointer handed back is 8-byte aligned";
+      return "a pointer handed back is aligned like every block";
     case ErrorKind::HeaderCorrupted:
       return invariant_name(Invariant::CanaryMismatch);
     case ErrorKind::HeapInconsistent:
       return "the heap checker's invariants (named above)";
     case ErrorKind::ForeignBreak:
       return "the program break never moves below the heap";
+    case ErrorKind::UseAfterFree:
+      return "a freed block is not used again";
   }
   return "unknown";
 }
@@ -178,7 +180,7 @@ void print_diagnosis(const HeapT& heap, ErrorKind kind, std::uint64_t operation_
       kind != ErrorKind::HeapInconsistent && kind != ErrorKind::ForeignBreak && address != nullptr;
   if (pointer) {
     line.text(", user pointer ").hex(a);
-    if (is_aligned8(a) && a > kHeaderSize) line.text(", header ").hex(a - kHeaderSize);
+    if (HeapT::aligned(a) && a > kHeaderSize) line.text(", header ").hex(a - kHeaderSize);
   }
   line.text("\n");
   line.flush(fd);

@@ -91,7 +91,7 @@ class SweepCursor {
 
   template <class HeapT>
   static bool live(const HeapT& heap, const BlockMeta* b) {
-    if (b == nullptr || !is_aligned8(addr_of(b)) || !heap.in_heap(b, kHeaderSize)) return false;
+    if (b == nullptr || !HeapT::aligned(addr_of(b)) || !heap.in_heap(b, kHeaderSize)) return false;
     {
       const OpenHeader open(b);
       if (!heap.sealer().intact(b)) return false;
@@ -107,7 +107,7 @@ class SweepCursor {
     const BlockMeta* best = nullptr;
     const BlockMeta* n = heap.mappings().root();
     for (int depth = 0; n != nullptr && depth < kMaxMappedDepth; ++depth) {
-      if (!is_aligned8(addr_of(n)) || heap.in_heap(n, kHeaderSize)) {
+      if (!HeapT::aligned(addr_of(n)) || heap.in_heap(n, kHeaderSize)) {
         corrupted = n;
         return nullptr;
       }

@@ -135,7 +135,8 @@ OSMEM_API os_error_handler os_set_error_handler(os_error_handler handler);
 
 /* The name of an error kind, as reports print it: "double free", "invalid
  * pointer", "misaligned pointer", "header corrupted", "heap inconsistent",
- * "foreign break"; "unknown error" for any other value. A static string. */
+ * "foreign break", "use after free"; "unknown error" for any other value.
+ * A static string. */
 OSMEM_API const char* os_error_name(enum os_error_kind kind);
 
 #ifdef __cplusplus
