@@ -4,13 +4,16 @@
 //
 // Checking on entry matters as much as on exit: a user's overflow between
 // two calls is caught before the engine follows a link it damaged.
+#include <dlfcn.h>
 #include <pthread.h>
 
+#include <cstdlib>
 #include <new>
 
 #include "check_level.hpp"
 #include "debug_checks.hpp"
 #include "heap.hpp"
+#include "leaks.hpp"
 #include "os_source.hpp"
 #include "osmem/osmem.h"
 
@@ -70,6 +73,88 @@ __attribute__((constructor)) void register_fork_handlers_at_load() {
   ensure_fork_handlers();
 }
 
+// ---- debug records and the reports at exit ----------------------------------
+
+// Address space for the debug records (block_records.hpp), reserved when the
+// library loads, so no operation makes a system call for them; only when a
+// check level or the leak report may use them. MAP_NORESERVE: only the
+// pages the records touch cost memory.
+constexpr std::size_t kRecordsReserve = std::size_t{256} << 20;
+void* g_records_area = nullptr;
+std::size_t g_records_bytes = 0;
+
+bool env_is_one(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] == '1' && v[1] == '\0';
+}
+
+CheckLevel check_level_quietly() {
+  CheckLevel level;
+  parse_check_level(OSMEM_DEFAULT_CHECK, level);
+  parse_check_level(std::getenv("OSMEM_CHECK"), level);  // the warning comes at the first call
+  return level;
+}
+
+__attribute__((constructor(101))) void reserve_debug_records() {
+  if (check_level_quietly().mode == CheckMode::Off && !env_is_one("OSMEM_LEAKS")) return;
+  for (std::size_t len = kRecordsReserve; len >= (std::size_t{1} << 20); len /= 2) {
+    if (void* p = os_reserve(len)) {
+      g_records_area = p;
+      g_records_bytes = len;
+      return;
+    }
+  }
+}
+
+// A caller's symbol, from the dynamic symbol tables. Safe here: whatever
+// dladdr needs comes from the C library's malloc, never from os_malloc.
+bool symbolise(std::uintptr_t address, LineBuffer& line) {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(address), &info) == 0) return false;
+  if (info.dli_sname != nullptr) {
+    line.text(info.dli_sname)
+        .text("+")
+        .hex(address - reinterpret_cast<std::uintptr_t>(info.dli_saddr));
+  } else {
+    line.text("?");
+  }
+  if (info.dli_fname != nullptr) {
+    line.text(" in ").text(info.dli_fname);
+  }
+  return true;
+}
+
+__attribute__((destructor)) void report_at_exit() {
+  const bool leaks = env_is_one("OSMEM_LEAKS");
+  const bool stats = env_is_one("OSMEM_STATS");
+  if (!leaks && !stats) return;
+  // A thread still inside an os_* call at exit holds the lock: say so
+  // rather than wait for it forever.
+  ensure_fork_handlers();
+  if (pthread_mutex_trylock(&g_lock) != 0) {
+    LineBuffer line;
+    line.text("osmem: no reports at exit: another thread is inside an os_* call\n");
+    line.flush(2);
+    return;
+  }
+  if (stats && g_heap != nullptr) {
+    struct os_heap_stats st;
+    g_heap->stats(&st);
+    print_stats(st, g_checks.operation(), g_checks.sweep().examined(), g_checks.sweep().rounds(),
+                g_checks.records().size(), 2);
+  }
+  if (leaks) {
+    if (g_checks.records().active()) {
+      print_leaks(g_checks.records(), symbolise, 2);
+    } else {
+      LineBuffer line;
+      line.text("osmem: no leak report: the records could not be reserved\n");
+      line.flush(2);
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
 // Placement-constructed on first use, under the lock: no static
 // constructor order to worry about, and no C++ runtime allocation.
 ProcessHeap& heap() {
@@ -80,6 +165,7 @@ ProcessHeap& heap() {
     parse_check_level(OSMEM_DEFAULT_CHECK, level);
     read_check_level(level);
     g_checks.set_level(level);
+    if (g_records_area != nullptr) g_checks.attach_records(g_records_area, g_records_bytes);
   }
   return *g_heap;
 }
@@ -91,13 +177,15 @@ void lock_heap() {
 }
 
 // Holds the lock for one operation and runs the debug checks around it:
-// `user` is the pointer handed in (or null), result() passes the pointer
+// `user` is the pointer handed in (or null), `requested` the bytes asked
+// for, `caller` the API call's return address; result() passes the pointer
 // handed out.
 class Operation {
  public:
-  Operation(const char* name, const void* user) {
+  Operation(const char* name, OpKind kind, const void* user, std::size_t requested,
+            const void* caller) {
     lock_heap();
-    g_checks.before(heap(), name, user);
+    g_checks.before(heap(), name, kind, user, requested, caller);
   }
   ~Operation() { pthread_mutex_unlock(&g_lock); }
   Operation(const Operation&) = delete;
@@ -115,26 +203,29 @@ class Operation {
 
 using osmem::heap;
 using osmem::Operation;
+using osmem::OpKind;
 
 extern "C" {
 
 void* os_malloc(size_t size) {
-  Operation op("os_malloc", nullptr);
+  Operation op("os_malloc", OpKind::Allocate, nullptr, size, __builtin_return_address(0));
   return op.result(heap().malloc(size));
 }
 
 void* os_calloc(size_t nmemb, size_t size) {
-  Operation op("os_calloc", nullptr);
+  std::size_t total = 0;
+  if (__builtin_mul_overflow(nmemb, size, &total)) total = 0;
+  Operation op("os_calloc", OpKind::Allocate, nullptr, total, __builtin_return_address(0));
   return op.result(heap().calloc(nmemb, size));
 }
 
 void* os_realloc(void* ptr, size_t size) {
-  Operation op("os_realloc", ptr);
+  Operation op("os_realloc", OpKind::Reallocate, ptr, size, __builtin_return_address(0));
   return op.result(heap().realloc(ptr, size));
 }
 
 void os_free(void* ptr) {
-  Operation op("os_free", ptr);
+  Operation op("os_free", OpKind::Free, ptr, 0, __builtin_return_address(0));
   heap().free(ptr);
   op.done();
 }

@@ -29,10 +29,13 @@
 #include <cstdint>
 
 #include "block_check.hpp"
+#include "block_records.hpp"
 #include "check_level.hpp"
 #include "diagnosis.hpp"
 #include "invariant.hpp"
 #include "report.hpp"
+#include "sanitizer.hpp"
+#include "slack.hpp"
 #include "sweep.hpp"
 
 namespace osmem {
@@ -91,6 +94,24 @@ std::size_t report_violations(const HeapT& heap, const char* operation, const ch
   return n;
 }
 
+// What an operation does with the pointer handed in, for the records.
+enum class OpKind : std::uint8_t {
+  Allocate,    // malloc, calloc, aligned allocation: hands out `result`
+  Reallocate,  // realloc: may free `user`, hand out `result`, or both
+  Free,        // free: `user` goes back
+};
+
+// A slack byte found changed (slack.hpp): what the report says about it.
+struct SlackFinding {
+  std::uintptr_t user = 0;
+  std::size_t requested = 0;
+  std::size_t capacity = 0;
+  std::size_t offset = 0;  // of the first changed byte, from the user pointer
+  unsigned value = 0;      // what that byte reads
+  std::uint64_t operation = 0;
+  std::uintptr_t caller = 0;
+};
+
 template <class HeapT>
 class DebugChecks {
  public:
@@ -102,10 +123,25 @@ class DebugChecks {
   std::uint64_t operation() const { return operation_; }
   const SweepCursor& sweep() const { return sweep_; }
 
-  void before(const HeapT& heap, const char* operation, const void* user) {
+  // Debug records (block_records.hpp) in [base, base + bytes): the API
+  // attaches them when a check level is on or a leak report is wanted.
+  void attach_records(void* base, std::size_t bytes) { records_.attach(base, bytes); }
+  const BlockRecords& records() const { return records_; }
+
+  // `requested`: the bytes asked for (allocations, realloc); `caller`: the
+  // return address of the API call, for the records.
+  void before(const HeapT& heap, const char* operation, OpKind kind, const void* user,
+              std::size_t requested = 0, const void* caller = nullptr) {
     ++operation_;
     name_ = operation;
+    kind_ = kind;
+    user_ = user;
+    requested_ = requested;
+    caller_ = reinterpret_cast<std::uintptr_t>(caller);
     anchor_ = nullptr;
+    if (level_.mode == CheckMode::Off) return;
+    Violation v{};
+    if (kind != OpKind::Allocate && check_slack(heap, user, v)) fatal(heap, v, "on entry to");
     switch (level_.mode) {
       case CheckMode::Off:
         return;
@@ -118,15 +154,14 @@ class DebugChecks {
         }
         return;
       case CheckMode::Local:
-      case CheckMode::Sweep: {
-        Violation v{};
+      case CheckMode::Sweep:
         if (examine_before(heap, user, v)) fatal(heap, v, "on entry to");
         return;
-      }
     }
   }
 
   void after(const HeapT& heap, const void* result) {
+    update_records(heap, result);
     switch (level_.mode) {
       case CheckMode::Off:
       case CheckMode::Every:
@@ -178,8 +213,30 @@ class DebugChecks {
         return true;
       }
     }
-    return level_.mode == CheckMode::Sweep && sweep_.step(heap, level_.sweep_blocks, out);
+    if (level_.mode != CheckMode::Sweep) return false;
+    auto slack = [&](const BlockMeta* b, Violation& v) {
+      return check_slack(heap, b->payload(), v);
+    };
+    return sweep_.step(heap, level_.sweep_blocks, out, slack);
   }
+
+  // The slack of the block at `user`, when it is a sound ALLOC or MAPPED
+  // block with a record: true, with the finding, when a byte changed.
+  bool check_slack(const HeapT& heap, const void* user, Violation& out) {
+    if (!records_.active() || user == nullptr) return false;
+    const AllocRecord* r = records_.find(reinterpret_cast<std::uintptr_t>(user));
+    if (r == nullptr) return false;
+    const std::size_t capacity = sound_capacity(heap, user);
+    if (capacity == 0) return false;  // not a sound live block: other checks judge it
+    const std::size_t first = first_changed_slack(user, r->requested, capacity);
+    if (first >= capacity) return false;
+    slack_ = SlackFinding{r->user,      r->requested, capacity, first, read_byte(user, first),
+                          r->operation, r->caller};
+    out = Violation{Invariant::SlackOverwritten, BlockMeta::from_payload(const_cast<void*>(user))};
+    return true;
+  }
+
+  const SlackFinding& slack_finding() const { return slack_; }
 
  private:
   // The header of `user` when it is a sealed block on the heap list; null
@@ -196,22 +253,99 @@ class DebugChecks {
     return on_heap_list(heap, b) ? b : nullptr;
   }
 
+  // The capacity of the ALLOC heap block or live mapping at `user`, or 0
+  // when it is neither (or its header is damaged).
+  static std::size_t sound_capacity(const HeapT& heap, const void* user) {
+    const BlockMeta* b = live_heap_block(heap, user);
+    if (b == nullptr) {
+      const BlockMeta* header = BlockMeta::from_payload(const_cast<void*>(user));
+      if (heap.in_heap(header, kHeaderSize) || locate_in_mappings(heap, user) != header) return 0;
+      b = header;
+    }
+    const OpenHeader open(b);
+    return b->status == Status::Free ? 0 : b->size;
+  }
+
+  static unsigned read_byte(const void* user, std::size_t offset) {
+    const auto* p = static_cast<const unsigned char*>(user) + offset;
+    const tool::Reveal open(p, 1);
+    return *p;
+  }
+
+  // Keeps the records in step with what the operation did, and fills the
+  // slack of the block it handed out.
+  void update_records(const HeapT& heap, const void* result) {
+    if (!records_.active()) return;
+    const auto user = reinterpret_cast<std::uintptr_t>(user_);
+    const bool freed =
+        kind_ == OpKind::Free || (kind_ == OpKind::Reallocate && user_ != nullptr &&
+                                  result != user_ && (result != nullptr || requested_ == 0));
+    if (freed && user != 0) records_.erase(user);
+    if (kind_ == OpKind::Free || result == nullptr) return;
+    records_.put(
+        AllocRecord{reinterpret_cast<std::uintptr_t>(result), requested_, operation_, caller_});
+    const BlockMeta* b = BlockMeta::from_payload(const_cast<void*>(result));
+    std::size_t capacity = 0;
+    {
+      const OpenHeader open(b);
+      capacity = b->size;
+    }
+    (void)heap;
+    fill_slack(const_cast<void*>(result), requested_, capacity);
+  }
+
   void whole(const HeapT& heap, const char* when) {
     if (report_violations(heap, name_, when, operation_) != 0) {
       report(heap.error_handler(), ErrorKind::HeapInconsistent, name_, nullptr);
     }
+    // The slack of every recorded block.
+    Violation v{};
+    bool found = false;
+    records_.for_each([&](const AllocRecord& r) {
+      if (!found) found = check_slack(heap, reinterpret_cast<const void*>(r.user), v);
+    });
+    if (found) fatal(heap, v, when);
   }
 
   [[noreturn]] void fatal(const HeapT& heap, const Violation& v, const char* when) {
     report_violation(heap, v, name_, when, operation_);
+    if (v.invariant == Invariant::SlackOverwritten) {
+      LineBuffer line;
+      line.text("  the block: ")
+          .dec(slack_.requested)
+          .text(" bytes requested by operation ")
+          .dec(slack_.operation)
+          .text(" (called from ")
+          .hex(slack_.caller)
+          .text("), capacity ")
+          .dec(slack_.capacity)
+          .text("; byte ")
+          .dec(slack_.offset)
+          .text(" (")
+          .dec(slack_.offset - slack_.requested)
+          .text(" past the request) reads ")
+          .hex(slack_.value)
+          .text(", not the slack filler ")
+          .hex(kSlackByte)
+          .text("\n  likely cause: an overflow from this block: a write past the ")
+          .dec(slack_.requested)
+          .text(" bytes it was asked for\n");
+      line.flush(2);
+    }
     report(heap.error_handler(), ErrorKind::HeapInconsistent, name_, nullptr);
   }
 
   CheckLevel level_{};
   std::uint64_t operation_ = 0;
   const char* name_ = "";
+  OpKind kind_ = OpKind::Allocate;
+  const void* user_ = nullptr;
+  std::size_t requested_ = 0;
+  std::uintptr_t caller_ = 0;
   const BlockMeta* anchor_ = nullptr;  // set by examine_before, read by examine_after
   SweepCursor sweep_;
+  BlockRecords records_;
+  SlackFinding slack_;
 };
 
 }  // namespace osmem

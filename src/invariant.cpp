@@ -26,6 +26,8 @@ const char* invariant_name(Invariant inv) {
       return "mapping tree order broken";
     case Invariant::MappedAccounting:
       return "mapping accounting mismatch";
+    case Invariant::SlackOverwritten:
+      return "write past the requested size";
   }
   return "unknown invariant";
 }

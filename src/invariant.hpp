@@ -19,9 +19,10 @@ enum class Invariant : std::uint8_t {
   IndexMismatch,     // the free index disagrees with the FREE blocks on the list
   MappedOrder,       // the mapping tree's order or priorities are broken
   MappedAccounting,  // mapped count or bytes disagree with a recount
+  SlackOverwritten,  // debug records: a byte past the requested size changed
 };
 
-inline constexpr std::size_t kInvariantCount = 11;
+inline constexpr std::size_t kInvariantCount = 12;
 
 const char* invariant_name(Invariant inv);
 

@@ -29,9 +29,10 @@ class SweepCursor {
  public:
   // Examines up to k blocks from where the last step stopped; returns true
   // and the first violation as soon as one is found (the cursor then stays
-  // at the damaged block).
-  template <class HeapT>
-  bool step(const HeapT& heap, std::size_t k, Violation& out) {
+  // at the damaged block). `more(b, out)` adds checks of a sound ALLOC or
+  // MAPPED block (the debug records' slack check).
+  template <class HeapT, class More>
+  bool step(const HeapT& heap, std::size_t k, Violation& out, More&& more) {
     std::size_t wraps = 0;  // an empty heap with no mappings ends the step
     for (std::size_t done = 0; done < k && wraps < 2;) {
       if (!in_mappings_) {
@@ -42,6 +43,7 @@ class SweepCursor {
           continue;
         }
         if (check_heap_block(heap, b, out)) return true;
+        if (status_of(b) == Status::Alloc && more(b, out)) return true;
         ++done;
         ++examined_;
         examined_before_ = b;
@@ -61,7 +63,7 @@ class SweepCursor {
           ++wraps;
           continue;
         }
-        if (check_mapped_block(heap, m, out)) return true;
+        if (check_mapped_block(heap, m, out) || more(m, out)) return true;
         ++done;
         ++examined_;
         mapped_after_ = addr_of(m);
@@ -70,11 +72,21 @@ class SweepCursor {
     return false;
   }
 
+  template <class HeapT>
+  bool step(const HeapT& heap, std::size_t k, Violation& out) {
+    return step(heap, k, out, [](const BlockMeta*, Violation&) { return false; });
+  }
+
   // Blocks examined so far, and complete rounds over the heap (statistics).
   std::uint64_t examined() const { return examined_; }
   std::uint64_t rounds() const { return rounds_; }
 
  private:
+  static Status status_of(const BlockMeta* b) {
+    const OpenHeader open(b);
+    return b->status;
+  }
+
   void enter_mappings() {
     in_mappings_ = true;
     mapped_after_ = 0;

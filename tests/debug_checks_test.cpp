@@ -13,8 +13,10 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "block_records.hpp"
 #include "check_level.hpp"
 #include "fake_source.hpp"
 #include "heap.hpp"
@@ -88,6 +90,63 @@ TEST(CheckLevel, RejectsAnythingElseAndKeepsTheLevel) {
   }
   CheckLevel level;
   EXPECT_FALSE(parse_check_level(nullptr, level));
+}
+
+// ---- the records' table ------------------------------------------------------
+
+// Random puts, replacements and erases against std::unordered_map: every
+// lookup agrees, through growth and backward-shift deletion, and a full
+// area stops recording (counted) instead of overwriting.
+TEST(BlockRecords, AgreesWithAMapThroughGrowthAndErase) {
+  std::vector<AllocRecord> area(1 << 16);
+  BlockRecords t;
+  t.attach(area.data(), area.size() * sizeof(AllocRecord));
+  std::unordered_map<std::uintptr_t, AllocRecord> model;
+  std::mt19937_64 rng(7);
+  std::vector<std::uintptr_t> keys;
+  for (int step = 0; step < 200000; ++step) {
+    const unsigned r = static_cast<unsigned>(rng() % 10);
+    if (r < 6 || keys.empty()) {
+      const std::uintptr_t user = 0x10000 + 16 * (rng() % 40000);
+      const AllocRecord rec{user, static_cast<std::size_t>(rng() % 5000),
+                            static_cast<std::uint64_t>(step), static_cast<std::uintptr_t>(rng())};
+      if (t.put(rec)) {
+        if (model.count(user) == 0) keys.push_back(user);
+        model[user] = rec;
+      }
+    } else {
+      const std::size_t i = rng() % keys.size();
+      t.erase(keys[i]);
+      model.erase(keys[i]);
+      keys[i] = keys.back();
+      keys.pop_back();
+    }
+    if (step % 997 == 0) {
+      ASSERT_EQ(t.size(), model.size()) << "step " << step;
+      for (const auto& [user, rec] : model) {
+        const AllocRecord* found = t.find(user);
+        ASSERT_NE(found, nullptr) << "step " << step;
+        ASSERT_EQ(found->requested, rec.requested);
+        ASSERT_EQ(found->operation, rec.operation);
+      }
+      for (int probe = 0; probe < 50; ++probe) {
+        const std::uintptr_t user = 0x10000 + 16 * (rng() % 40000);
+        ASSERT_EQ(t.find(user) != nullptr, model.count(user) != 0);
+      }
+    }
+  }
+  EXPECT_GT(t.capacity(), BlockRecords::kFirstCapacity);  // it grew
+  EXPECT_EQ(t.unrecorded(), 0u);
+
+  // A small area: the table fills to 7/8 and then refuses.
+  std::vector<AllocRecord> small(BlockRecords::kFirstCapacity);
+  BlockRecords s;
+  s.attach(small.data(), small.size() * sizeof(AllocRecord));
+  std::size_t stored = 0;
+  for (std::uintptr_t i = 1; i <= 2000; ++i) stored += s.put(AllocRecord{i * 16, 1, i, 0}) ? 1 : 0;
+  EXPECT_EQ(stored, 7 * BlockRecords::kFirstCapacity / 8);
+  EXPECT_EQ(s.unrecorded(), 2000 - stored);
+  for (std::uintptr_t i = 1; i <= stored; ++i) ASSERT_NE(s.find(i * 16), nullptr) << i;
 }
 
 // ---- the sweep's bound, on the engine ------------------------------------------
@@ -282,6 +341,8 @@ class ApiLevelDeathTest : public ::testing::Test {
   static void check_mode(const char* mode) { ASSERT_EQ(setenv("OSMEM_CHECK", mode, 1), 0); }
 };
 
+void discard(void* /*block*/) {}
+
 template <class F>
 void unseen(void* p, std::size_t n, F write) {
   const tool::Reveal open(p, n);
@@ -404,6 +465,141 @@ TEST_F(ApiLevelDeathTest, SweepFindsFarDamageInARealProcess) {
 TEST_F(ApiLevelDeathTest, LocalDoesNotFindFarDamageInARealProcess) {
   check_mode("local");
   EXPECT_EXIT(damage_far_block_then_operate(8), ::testing::ExitedWithCode(2), "");
+}
+
+// ---- slack overflow, leaks and statistics (debug records) ---------------------
+
+// The records are reserved when the library loads, so these run in a
+// re-executed child (threadsafe death tests) whose environment has the
+// variables from the start.
+
+// malloc(10) and a write to byte 10: inside the 16-byte block, past the
+// request. Caught on free, naming the block, the request, the operation
+// that made it and the byte.
+TEST_F(ApiLevelDeathTest, SlackOverflowCaughtOnFree) {
+  check_mode("local");
+  auto* a = static_cast<char*>(os_malloc(10));
+  ASSERT_NE(os_malloc(10), nullptr);
+  EXPECT_DEATH(
+      {
+        unseen(a + 10, 1, [&] { a[10] = 'A'; });
+        os_free(a);
+      },
+      std::string("^osmem: heap inconsistent on entry to os_free \\(operation 3\\): write past the "
+                  "requested size at block ") +
+          kHex + " \\(user pointer " + kHex + "\\)\n  > " + kHex + " size 16 alloc prev 0x0 next " +
+          kHex + "\n    " + kHex + " size 16 alloc prev " + kHex + " next " + kHex +
+          "\n  the block: 10 bytes requested by operation 1 \\(called from " + kHex +
+          "\\), capacity 16; byte 10 \\(0 past the request\\) reads 0x41, not the slack filler "
+          "0xa5\n  likely cause: an overflow from this block: a write past the 10 bytes it was "
+          "asked for\nosmem: heap inconsistent in os_free at 0x0: ");
+}
+
+// The last byte of the slack, on a mapped block, through realloc.
+TEST_F(ApiLevelDeathTest, SlackOverflowOfAMappingCaughtOnRealloc) {
+  check_mode("local");
+  auto* m = static_cast<char*>(os_malloc(200001));
+  ASSERT_NE(m, nullptr);
+  EXPECT_DEATH(
+      {
+        unseen(m + 200007, 1, [&] { m[200007] = 0; });
+        discard(os_realloc(m, 300000));
+      },
+      "write past the requested size at block (.|\n)*the block: 200001 bytes requested by "
+      "operation 1 \\(called from 0x[0-9a-f]+\\), capacity 200008; byte 200007 \\(6 past the "
+      "request\\) reads 0x0, not the slack filler 0xa5");
+}
+
+// Far from every later operation, the sweep finds it.
+TEST_F(ApiLevelDeathTest, SlackOverflowFoundByTheSweep) {
+  check_mode("sweep:4");
+  std::vector<char*> blocks;
+  blocks.reserve(64);
+  for (int i = 0; i < 64; ++i) blocks.push_back(static_cast<char*>(os_malloc(20)));
+  EXPECT_DEATH(
+      {
+        unseen(blocks[10] + 20, 1, [&] { blocks[10][20] ^= 0x01; });
+        for (int i = 0; i < 100; ++i) os_free(os_malloc(300000));
+      },
+      "on exit from os_(malloc|free) \\(operation [0-9]+\\): write past the requested size at "
+      "block (.|\n)*byte 20 \\(0 past the request\\) reads 0xa4");
+}
+
+// The control: with no check level the slack is neither filled nor checked.
+TEST_F(ApiLevelDeathTest, SlackNotCheckedWhenOff) {
+  check_mode("off");
+  EXPECT_EXIT(
+      {
+        auto* a = static_cast<char*>(os_malloc(10));
+        unseen(a + 10, 1, [&] { a[10] = 'A'; });
+        os_free(a);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+// Realloc in place keeps the record in step: growing from 10 to 14 bytes
+// makes bytes 10..13 the user's, so writing them is no overflow.
+TEST_F(ApiLevelDeathTest, ReallocInPlaceMovesTheSlack) {
+  check_mode("local");
+  EXPECT_EXIT(
+      {
+        auto* a = static_cast<char*>(os_malloc(10));
+        if (os_malloc(10) == nullptr) _exit(1);
+        auto* b = static_cast<char*>(os_realloc(a, 14));
+        if (b != a) _exit(2);
+        std::memset(b, 'x', 14);
+        os_free(b);
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+int leaky_call_site_a() {
+  for (int i = 0; i < 3; ++i) discard(os_malloc(24));
+  return 0;
+}
+int leaky_call_site_b() {
+  discard(os_calloc(1, 100));
+  return 0;
+}
+
+TEST_F(ApiLevelDeathTest, LeaksGroupedBySizeAndCaller) {
+  check_mode("off");
+  ASSERT_EQ(setenv("OSMEM_LEAKS", "1", 1), 0);
+  ASSERT_EQ(unsetenv("OSMEM_STATS"), 0);
+  EXPECT_EXIT(
+      {
+        leaky_call_site_a();
+        leaky_call_site_b();
+        os_free(os_malloc(24));  // freed: not a leak
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0),
+      "^osmem: leaks at exit: 4 block\\(s\\), 172 byte\\(s\\) requested and never freed, in 2 "
+      "group\\(s\\) by size and caller\n"
+      "  1 x 100 bytes = 100 bytes, from 0x[0-9a-f]+ \\([^)]*debug_checks_test\\), first at "
+      "operation 4\n"
+      "  3 x 24 bytes = 72 bytes, from 0x[0-9a-f]+ \\([^)]*debug_checks_test\\), first at "
+      "operation 1\n$");
+}
+
+TEST_F(ApiLevelDeathTest, StatisticsAtExit) {
+  check_mode("sweep:2");
+  ASSERT_EQ(setenv("OSMEM_STATS", "1", 1), 0);
+  ASSERT_EQ(unsetenv("OSMEM_LEAKS"), 0);
+  EXPECT_EXIT(
+      {
+        void* a = os_malloc(24);
+        discard(os_malloc(300000));
+        os_free(a);
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0),
+      "^osmem: statistics at exit\n  heap_blocks 1\n  free_blocks 1\n  heap_bytes_in_use 0\n"
+      "(.|\n)*  mapped_blocks 1\n(.|\n)*  sbrk_calls 1\n  mmap_calls 1\n  munmap_calls 0\n"
+      "(.|\n)*  operations 3\n  sweep_blocks_examined [0-9]+\n  sweep_rounds [0-9]+\n"
+      "  debug_records 1\n$");
 }
 
 }  // namespace
