@@ -21,11 +21,30 @@
 
 namespace osmem {
 
-struct AllocRecord {
-  std::uintptr_t user = 0;      // the block's user pointer (0: empty slot)
+class AllocRecord {
+ public:
+  AllocRecord() = default;
+  static AllocRecord make(std::uintptr_t user, std::size_t requested, std::uint64_t operation,
+                          std::uintptr_t caller) {
+    AllocRecord r;
+    r.hidden_user = ~user;
+    r.requested = requested;
+    r.operation = operation;
+    r.caller = caller;
+    return r;
+  }
+  std::uintptr_t user() const { return ~hidden_user; }
+
   std::size_t requested = 0;    // bytes the user asked for
   std::uint64_t operation = 0;  // the operation number that handed it out
   std::uintptr_t caller = 0;    // return address of the API call
+
+ private:
+  friend class BlockRecords;
+  // The block's user pointer, stored complemented (0: an empty slot): a
+  // leak checker scanning memory (Valgrind's memcheck) must not take the
+  // record for a pointer that keeps the block reachable.
+  std::uintptr_t hidden_user = 0;
 };
 
 class BlockRecords {
@@ -44,8 +63,8 @@ class BlockRecords {
   // Records r (replacing a record of the same user pointer). False when the
   // table is full.
   bool put(const AllocRecord& r) {
-    if (table_ == nullptr || r.user == 0) return false;
-    if (AllocRecord* slot = lookup(r.user)) {
+    if (table_ == nullptr || r.hidden_user == 0) return false;
+    if (AllocRecord* slot = lookup(r.user())) {
       *slot = r;
       return true;
     }
@@ -54,8 +73,8 @@ class BlockRecords {
       ++unrecorded_;
       return false;
     }
-    std::size_t i = home(r.user);
-    while (table_[i].user != 0) i = (i + 1) & (capacity_ - 1);
+    std::size_t i = home(r.user());
+    while (table_[i].hidden_user != 0) i = (i + 1) & (capacity_ - 1);
     table_[i] = r;
     ++count_;
     return true;
@@ -74,8 +93,8 @@ class BlockRecords {
     std::size_t i = hole;
     for (;;) {
       i = (i + 1) & (capacity_ - 1);
-      if (table_[i].user == 0) break;
-      const std::size_t h = home(table_[i].user);
+      if (table_[i].hidden_user == 0) break;
+      const std::size_t h = home(table_[i].user());
       // Entry i may fill the hole when its home is not in (hole, i].
       const bool stays = hole <= i ? (hole < h && h <= i) : (hole < h || h <= i);
       if (!stays) {
@@ -90,7 +109,7 @@ class BlockRecords {
   template <class F>
   void for_each(F&& f) const {
     for (std::size_t i = 0; table_ != nullptr && i < capacity_; ++i) {
-      if (table_[i].user != 0) f(table_[i]);
+      if (table_[i].hidden_user != 0) f(table_[i]);
     }
   }
 
@@ -109,9 +128,10 @@ class BlockRecords {
 
   AllocRecord* lookup(std::uintptr_t user) {
     if (table_ == nullptr || user == 0) return nullptr;
+    const std::uintptr_t hidden = ~user;
     for (std::size_t i = home(user), n = 0; n < capacity_; i = (i + 1) & (capacity_ - 1), ++n) {
-      if (table_[i].user == user) return &table_[i];
-      if (table_[i].user == 0) return nullptr;
+      if (table_[i].hidden_user == hidden) return &table_[i];
+      if (table_[i].hidden_user == 0) return nullptr;
     }
     return nullptr;
   }
@@ -140,9 +160,9 @@ class BlockRecords {
     }
     place(next, 2 * old_capacity);
     for (std::size_t i = 0; i < old_capacity; ++i) {
-      if (old[i].user == 0) continue;
-      std::size_t j = home(old[i].user);
-      while (table_[j].user != 0) j = (j + 1) & (capacity_ - 1);
+      if (old[i].hidden_user == 0) continue;
+      std::size_t j = home(old[i].user());
+      while (table_[j].hidden_user != 0) j = (j + 1) & (capacity_ - 1);
       table_[j] = old[i];
       ++count_;
     }

@@ -230,7 +230,7 @@ class DebugChecks {
     if (capacity == 0) return false;  // not a sound live block: other checks judge it
     const std::size_t first = first_changed_slack(user, r->requested, capacity);
     if (first >= capacity) return false;
-    slack_ = SlackFinding{r->user,      r->requested, capacity, first, read_byte(user, first),
+    slack_ = SlackFinding{r->user(),    r->requested, capacity, first, read_byte(user, first),
                           r->operation, r->caller};
     out = Violation{Invariant::SlackOverwritten, BlockMeta::from_payload(const_cast<void*>(user))};
     return true;
@@ -282,8 +282,8 @@ class DebugChecks {
                                   result != user_ && (result != nullptr || requested_ == 0));
     if (freed && user != 0) records_.erase(user);
     if (kind_ == OpKind::Free || result == nullptr) return;
-    records_.put(
-        AllocRecord{reinterpret_cast<std::uintptr_t>(result), requested_, operation_, caller_});
+    records_.put(AllocRecord::make(reinterpret_cast<std::uintptr_t>(result), requested_, operation_,
+                                   caller_));
     const BlockMeta* b = BlockMeta::from_payload(const_cast<void*>(result));
     std::size_t capacity = 0;
     {
@@ -302,7 +302,7 @@ class DebugChecks {
     Violation v{};
     bool found = false;
     records_.for_each([&](const AllocRecord& r) {
-      if (!found) found = check_slack(heap, reinterpret_cast<const void*>(r.user), v);
+      if (!found) found = check_slack(heap, reinterpret_cast<const void*>(r.user()), v);
     });
     if (found) fatal(heap, v, when);
   }

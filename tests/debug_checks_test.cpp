@@ -108,8 +108,9 @@ TEST(BlockRecords, AgreesWithAMapThroughGrowthAndErase) {
     const unsigned r = static_cast<unsigned>(rng() % 10);
     if (r < 6 || keys.empty()) {
       const std::uintptr_t user = 0x10000 + 16 * (rng() % 40000);
-      const AllocRecord rec{user, static_cast<std::size_t>(rng() % 5000),
-                            static_cast<std::uint64_t>(step), static_cast<std::uintptr_t>(rng())};
+      const AllocRecord rec =
+          AllocRecord::make(user, static_cast<std::size_t>(rng() % 5000),
+                            static_cast<std::uint64_t>(step), static_cast<std::uintptr_t>(rng()));
       if (t.put(rec)) {
         if (model.count(user) == 0) keys.push_back(user);
         model[user] = rec;
@@ -143,7 +144,8 @@ TEST(BlockRecords, AgreesWithAMapThroughGrowthAndErase) {
   BlockRecords s;
   s.attach(small.data(), small.size() * sizeof(AllocRecord));
   std::size_t stored = 0;
-  for (std::uintptr_t i = 1; i <= 2000; ++i) stored += s.put(AllocRecord{i * 16, 1, i, 0}) ? 1 : 0;
+  for (std::uintptr_t i = 1; i <= 2000; ++i)
+    stored += s.put(AllocRecord::make(i * 16, 1, i, 0)) ? 1 : 0;
   EXPECT_EQ(stored, 7 * BlockRecords::kFirstCapacity / 8);
   EXPECT_EQ(s.unrecorded(), 2000 - stored);
   for (std::uintptr_t i = 1; i <= stored; ++i) ASSERT_NE(s.find(i * 16), nullptr) << i;
