@@ -13,7 +13,7 @@
 //   osmem_check_levels [--max-n N] [--pairs P] [--reps K] [--csv FILE]
 //
 // Rows are the median of K runs (default 3). `full` walks the whole heap
-// twice per operation, so it runs only up to N = 10,000.
+// twice per operation, so it runs only at N = 1,000.
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,10 +48,11 @@ const Level kLevels[] = {
     {"release", nullptr, SIZE_MAX},
     {"off", "off", SIZE_MAX},
     {"local", "local", SIZE_MAX},
-    {"sweep", "sweep", SIZE_MAX},
+    {"sweep (K=4)", "sweep", SIZE_MAX},
+    {"sweep:16", "sweep:16", SIZE_MAX},
     {"sweep:64", "sweep:64", SIZE_MAX},
     {"every:1000", "every:1000", SIZE_MAX},
-    {"full", "full", 10000},
+    {"full", "full", 1000},
 };
 
 // One run in this (child) process: ns per operation.
@@ -64,6 +65,9 @@ double run(const Level& level, std::size_t n, std::size_t pairs, std::uint64_t s
     osmem::CheckLevel cl;
     if (!osmem::parse_check_level(level.setting, cl)) std::abort();
     checks.set_level(cl);
+  }
+  // As the API: the records only when a level is on.
+  if (debug && checks.level().mode != osmem::CheckMode::Off) {
     constexpr std::size_t kArea = std::size_t{256} << 20;
     void* area = osmem::os_reserve(kArea);
     if (area == nullptr) std::abort();

@@ -27,8 +27,11 @@
 namespace osmem {
 
 // The first violation found at heap block b (or its links), or false.
+// `with_prev` false leaves out the link to the block before (the sweep
+// checked it when it examined that block, as its `next`).
 template <class HeapT>
-bool check_heap_block(const HeapT& heap, const BlockMeta* b, Violation& out) {
+bool check_heap_block(const HeapT& heap, const BlockMeta* b, Violation& out,
+                      bool with_prev = true) {
   auto readable = [&](const BlockMeta* x) {
     return HeapT::aligned(addr_of(x)) && heap.in_heap(x, kHeaderSize);
   };
@@ -44,7 +47,9 @@ bool check_heap_block(const HeapT& heap, const BlockMeta* b, Violation& out) {
   if (b->size % kAlignment != 0 || !heap.spans_heap(b)) return fail(Invariant::BadSize, b);
 
   const BlockMeta* prev = b->prev;
-  if (prev == nullptr) {
+  if (!with_prev) {
+    // checked from the block before
+  } else if (prev == nullptr) {
     if (heap.blocks().head() != b) return fail(Invariant::LinkMismatch, b);
   } else {
     if (!readable(prev) || prev >= b) return fail(Invariant::AddressOrder, b);

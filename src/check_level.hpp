@@ -20,8 +20,11 @@ namespace osmem {
 
 enum class CheckMode : std::uint8_t { Off, Local, Sweep, Full, Every };
 
-// Blocks a sweep examines per operation when `sweep` names no K.
-inline constexpr std::uint32_t kDefaultSweepBlocks = 16;
+// Blocks a sweep examines per operation when `sweep` names no K: each
+// costs a cache miss or two in a large heap (its header, its record), so
+// 4 keeps the sweep within 5x of no checks at 100,000 live blocks
+// (bench/check_levels.cpp); sweep:K trades cost for a shorter latency.
+inline constexpr std::uint32_t kDefaultSweepBlocks = 4;
 
 struct CheckLevel {
   CheckMode mode = CheckMode::Off;

@@ -215,7 +215,13 @@ class DebugChecks {
     }
     if (level_.mode != CheckMode::Sweep) return false;
     auto slack = [&](const BlockMeta* b, Violation& v) {
-      return check_slack(heap, b->payload(), v);
+      if (!records_.active()) return false;
+      std::size_t capacity = 0;
+      {
+        const OpenHeader open(b);
+        capacity = b->size;
+      }
+      return check_slack_of(b, capacity, v);
     };
     return sweep_.step(heap, level_.sweep_blocks, out, slack);
   }
@@ -224,15 +230,23 @@ class DebugChecks {
   // block with a record: true, with the finding, when a byte changed.
   bool check_slack(const HeapT& heap, const void* user, Violation& out) {
     if (!records_.active() || user == nullptr) return false;
-    const AllocRecord* r = records_.find(reinterpret_cast<std::uintptr_t>(user));
-    if (r == nullptr) return false;
+    if (records_.find(reinterpret_cast<std::uintptr_t>(user)) == nullptr) return false;
     const std::size_t capacity = sound_capacity(heap, user);
     if (capacity == 0) return false;  // not a sound live block: other checks judge it
+    return check_slack_of(BlockMeta::from_payload(const_cast<void*>(user)), capacity, out);
+  }
+
+  // The same for a block whose header the caller has just checked (the
+  // sweep): no second look at the header.
+  bool check_slack_of(const BlockMeta* b, std::size_t capacity, Violation& out) {
+    const void* user = b->payload();
+    const AllocRecord* r = records_.find(reinterpret_cast<std::uintptr_t>(user));
+    if (r == nullptr) return false;
     const std::size_t first = first_changed_slack(user, r->requested, capacity);
     if (first >= capacity) return false;
     slack_ = SlackFinding{r->user(),    r->requested, capacity, first, read_byte(user, first),
                           r->operation, r->caller};
-    out = Violation{Invariant::SlackOverwritten, BlockMeta::from_payload(const_cast<void*>(user))};
+    out = Violation{Invariant::SlackOverwritten, b};
     return true;
   }
 

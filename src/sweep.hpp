@@ -34,6 +34,7 @@ class SweepCursor {
   template <class HeapT, class More>
   bool step(const HeapT& heap, std::size_t k, Violation& out, More&& more) {
     std::size_t wraps = 0;  // an empty heap with no mappings ends the step
+    bool chained = false;   // the previous heap block was examined in this step
     for (std::size_t done = 0; done < k && wraps < 2;) {
       if (!in_mappings_) {
         const BlockMeta* b = resume(heap);
@@ -42,7 +43,10 @@ class SweepCursor {
           ++wraps;
           continue;
         }
-        if (check_heap_block(heap, b, out)) return true;
+        // Within a step, the link back to the block before was checked from
+        // that block (as its next); the first block of a step checks it.
+        if (check_heap_block(heap, b, out, !chained)) return true;
+        chained = true;
         if (status_of(b) == Status::Alloc && more(b, out)) return true;
         ++done;
         ++examined_;
