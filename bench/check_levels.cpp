@@ -45,14 +45,10 @@ struct Level {
 };
 
 const Level kLevels[] = {
-    {"release", nullptr, SIZE_MAX},
-    {"off", "off", SIZE_MAX},
-    {"local", "local", SIZE_MAX},
-    {"sweep (K=4)", "sweep", SIZE_MAX},
-    {"sweep:16", "sweep:16", SIZE_MAX},
-    {"sweep:64", "sweep:64", SIZE_MAX},
-    {"every:1000", "every:1000", SIZE_MAX},
-    {"full", "full", 1000},
+    {"release", nullptr, SIZE_MAX},         {"off", "off", SIZE_MAX},
+    {"local", "local", SIZE_MAX},           {"sweep (K=4)", "sweep", SIZE_MAX},
+    {"sweep:16", "sweep:16", SIZE_MAX},     {"sweep:64", "sweep:64", SIZE_MAX},
+    {"every:1000", "every:1000", SIZE_MAX}, {"full", "full", 1000},
 };
 
 // One run in this (child) process: ns per operation.
