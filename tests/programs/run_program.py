@@ -366,7 +366,8 @@ def check_preload(lib, symbol, preload_env, executables, scratch):
     pre = subprocess.run(probe, env=preload_env, capture_output=True, text=True, timeout=60)
     if pre.stdout.strip() != "True":
         raise SetupError(f"the preload does not take effect: with LD_PRELOAD={lib}, "
-                         f"{symbol} is not in {SYSTEM_PYTHON}'s global scope\n{pre.stderr}")
+                         f"{symbol} is not in {SYSTEM_PYTHON}'s global scope (exit status "
+                         f"{pre.returncode})\n{pre.stderr}")
     # The loader reports each symbol binding; LD_BIND_NOW binds every
     # reference at start-up, so the program need not reach a malloc call.
     want = os.path.realpath(lib)
@@ -397,7 +398,10 @@ def run_program(name, args, scratch):
     plain_env = base_env(work)
     preload_env = dict(plain_env, LD_PRELOAD=args.lib)
     preload_env.update(args.env)
-    check_preload(args.lib, args.symbol, preload_env, program.executables, inputs)
+    # The probes run without --env: a mode of the library under test must
+    # not keep it from being shown to be preloaded.
+    check_preload(args.lib, args.symbol, dict(plain_env, LD_PRELOAD=args.lib),
+                  program.executables, inputs)
     timeout = args.timeout or DEFAULT_TIMEOUT[name]
     label = f"{name} ({args.size}, {' '.join(f'{k}={v}' for k, v in args.env.items()) or 'no env'})"
 
