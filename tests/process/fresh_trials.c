@@ -56,13 +56,15 @@ static int check_malloc_source(const char* symbol) {
   if (symbol == NULL) return 0;
   void* s = dlsym(RTLD_DEFAULT, symbol);
   if (s == NULL || dladdr(s, &symbol_info) == 0) {
-    fprintf(stderr, "%s is not in the process: the malloc under test is not loaded "
-            "(LD_PRELOAD unset or refused?)\n", symbol);
+    fprintf(stderr,
+            "%s is not in the process: the malloc under test is not loaded "
+            "(LD_PRELOAD unset or refused?)\n",
+            symbol);
     return 1;
   }
   if (strcmp(malloc_info.dli_fname, symbol_info.dli_fname) != 0) {
-    fprintf(stderr, "malloc comes from %s, not from %s (which defines %s)\n",
-            malloc_info.dli_fname, symbol_info.dli_fname, symbol);
+    fprintf(stderr, "malloc comes from %s, not from %s (which defines %s)\n", malloc_info.dli_fname,
+            symbol_info.dli_fname, symbol);
     return 1;
   }
   return 0;
@@ -118,19 +120,22 @@ int run_fresh_trials(int argc, char** argv, const char* race, int (*trial)(void)
               kChildLimitMs);
     } else if (status == -1) {
       ++hung;
-      fprintf(stderr, "trial %d: hung: the trial process did not finish within %d ms "
-              "(fork never returned, or a thread never stopped)\n", i, kTrialLimitMs);
+      fprintf(stderr,
+              "trial %d: hung: the trial process did not finish within %d ms "
+              "(fork never returned, or a thread never stopped)\n",
+              i, kTrialLimitMs);
     } else if (status >= 0 && WIFSIGNALED(status)) {
       ++failed;
       fprintf(stderr, "trial %d: failed: killed by signal %d\n", i, WTERMSIG(status));
     } else {
       ++failed;
       fprintf(stderr, "trial %d: failed: exit status %d (%s)\n", i, code,
-              code == kTrialChildFailed ? "a child's allocations failed"
-              : code == kTrialSetupFailed ? "set-up failed" : "unexpected");
+              code == kTrialChildFailed   ? "a child's allocations failed"
+              : code == kTrialSetupFailed ? "set-up failed"
+                                          : "unexpected");
     }
   }
-  printf("%s: %d of %d trials run, %d hung, %d other failures, %.1f s%s\n", race, ran, trials,
-         hung, failed, (now_ms() - start) / 1000.0, hung >= max_hangs ? " (stopped early)" : "");
+  printf("%s: %d of %d trials run, %d hung, %d other failures, %.1f s%s\n", race, ran, trials, hung,
+         failed, (now_ms() - start) / 1000.0, hung >= max_hangs ? " (stopped early)" : "");
   return hung == 0 && failed == 0 ? 0 : 1;
 }

@@ -122,7 +122,9 @@ static void* aligned(size_t align, size_t size) {
   return place(block, cls, user - (uintptr_t)block);
 }
 
-static struct header* header_of(void* p) { return (struct header*)((char*)p - kHeader); }
+static struct header* header_of(void* p) {
+  return (struct header*)((char*)p - kHeader);
+}
 
 static size_t usable(void* p) {
   const struct header* h = header_of(p);
@@ -180,7 +182,9 @@ EXPORT void* reallocarray(void* p, size_t n, size_t size) {
   return realloc(p, n * size);
 }
 
-static int power_of_two(size_t a) { return a != 0 && (a & (a - 1)) == 0; }
+static int power_of_two(size_t a) {
+  return a != 0 && (a & (a - 1)) == 0;
+}
 
 EXPORT int posix_memalign(void** out, size_t align, size_t size) {
   if (!power_of_two(align) || align % sizeof(void*) != 0) return EINVAL;
@@ -200,22 +204,36 @@ EXPORT void* memalign(size_t align, size_t size) {
   return p;
 }
 
-EXPORT void* aligned_alloc(size_t align, size_t size) { return memalign(align, size); }
+EXPORT void* aligned_alloc(size_t align, size_t size) {
+  return memalign(align, size);
+}
 
-EXPORT void* valloc(size_t size) { return memalign((size_t)sysconf(_SC_PAGESIZE), size); }
+EXPORT void* valloc(size_t size) {
+  return memalign((size_t)sysconf(_SC_PAGESIZE), size);
+}
 
 EXPORT void* pvalloc(size_t size) {
   const size_t page = (size_t)sysconf(_SC_PAGESIZE);
   return memalign(page, (size + page - 1) & ~(page - 1));
 }
 
-EXPORT size_t malloc_usable_size(void* p) { return p == NULL ? 0 : usable(p); }
+EXPORT size_t malloc_usable_size(void* p) {
+  return p == NULL ? 0 : usable(p);
+}
 
-EXPORT int naive_atfork_malloc_marker(void) { return 1; }
+EXPORT int naive_atfork_malloc_marker(void) {
+  return 1;
+}
 
-static void lock_for_fork(void) { pthread_mutex_lock(&g_lock); }
-static void unlock_in_parent(void) { pthread_mutex_unlock(&g_lock); }
-static void reset_in_child(void) { pthread_mutex_init(&g_lock, NULL); }
+static void lock_for_fork(void) {
+  pthread_mutex_lock(&g_lock);
+}
+static void unlock_in_parent(void) {
+  pthread_mutex_unlock(&g_lock);
+}
+static void reset_in_child(void) {
+  pthread_mutex_init(&g_lock, NULL);
+}
 
 __attribute__((constructor)) static void register_fork_handlers(void) {
   const char* mode = getenv("NAIVE_MALLOC_ATFORK");
