@@ -54,11 +54,11 @@ DEFAULT_TIMEOUT = {"python": 60, "sqlite3": 60, "git": 60, "sort_xz": 120,
 # Input sizes: (full, small).
 SIZES = {
     "python": (150_000, 10_000),      # strings in the dict and the list
-    "sqlite3": (100_000, 5_000),      # rows inserted
+    "sqlite3": (100_000, 2_000),      # rows inserted
     "git": (300, 40),                 # files committed
     "sort_xz": (50 << 20, None),      # bytes of the generated text file
-    "cxx_threads": (100_000, 5_000),  # strings made by each producer thread
-    "cc": (240, 20),                  # functions in the generated C file
+    "cxx_threads": (100_000, 200),    # strings made by each producer thread
+    "cc": (240, 3),                   # functions in the generated C file
 }
 
 
