@@ -1,7 +1,8 @@
 // The reference model of the allocation contract (docs/contract.md).
 //
 // An independent oracle for the engine: it predicts, for any sequence of
-// os_malloc/os_calloc/os_realloc/os_free calls, the address each call returns
+// os_malloc/os_calloc/os_realloc/os_free calls (and, under the malloc
+// policy of part II, aligned allocation and trim), the address each call returns
 // and the exact sequence of sbrk/mmap/munmap calls the engine makes when it
 // runs on FakeSource. It is the seed algorithm written as plainly as
 // possible: a vector of heap blocks in address order, a linear best-fit scan,
@@ -17,6 +18,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -57,11 +60,43 @@ struct Block {
   friend bool operator==(const Block&, const Block&) = default;
 };
 
-// A live mapping; its mapped length is size + 32.
+// A live mapping; its mapped length is offset + size.
 struct Mapping {
   std::size_t serial;
   std::size_t size;  // payload capacity
+  // Bytes from the mapping's start to the payload, header included: 32, or
+  // more for an aligned block (rule M8) whose header sits inside its page.
+  std::size_t offset = 32;
   friend bool operator==(const Mapping&, const Mapping&) = default;
+};
+
+// The contract's policy parameters: part I (the seed, the default) or part
+// II (the malloc policy, rules M1-M9). Each field names the rule it models.
+struct Policy {
+  std::size_t align = 8;             // rule 1 / M1: sizes round to it; split needs 32 + align
+  bool zero_is_null = true;          // rule 2 / M2: false: a zero size is a 1-byte request
+  bool calloc_maps_at_page = true;   // rule 4 / M4: false: calloc maps at the mmap threshold
+  std::size_t growth_step = 0;       // rule 6 / M5: 0: sbrk exactly what is missing
+  std::size_t trim_threshold = 0;    // M6: 0: never trim
+  std::size_t top_pad = 0;           // M6: what a trim after free keeps
+  bool whole_pages = false;          // M4, M7: mapped blocks own whole pages, mremap on realloc
+  bool realloc_freed_fatal = false;  // rule 12 / M9
+  bool aligned = false;              // M8: aligned_malloc, usable_size and trim exist
+
+  static Policy seed() { return Policy{}; }
+  static Policy malloc_policy() {
+    Policy p;
+    p.align = 16;
+    p.zero_is_null = false;
+    p.calloc_maps_at_page = false;
+    p.growth_step = 131072;
+    p.trim_threshold = 131072;
+    p.top_pad = 131072;
+    p.whole_pages = true;
+    p.realloc_freed_fatal = true;
+    p.aligned = true;
+    return p;
+  }
 };
 
 class Model {
@@ -69,7 +104,19 @@ class Model {
   static constexpr std::size_t kMmapThreshold = 131072;
   static constexpr std::size_t kPrealloc = 131072;
 
-  explicit Model(osmem::FakeLimits limits = {}, std::size_t page_size = 4096);
+  explicit Model(osmem::FakeLimits limits = {}, std::size_t page_size = 4096,
+                 Policy policy = Policy::seed());
+  const Policy& policy() const { return policy_; }
+
+  // Where the memory source puts things, which decides alignments larger
+  // than a page (rule M8); both are inputs, like the source's results:
+  // the real address of the fake heap buffer's start (default 0), and the
+  // real address of the mapping with a given serial (default 0: every
+  // mapping maximally aligned).
+  void set_heap_base(std::uintptr_t base) { heap_base_ = base; }
+  void set_map_address(std::function<std::uintptr_t(std::size_t serial)> f) {
+    map_address_ = std::move(f);
+  }
 
   // Fresh state, like FakeSource::reset() plus a fresh engine. Limits are kept.
   void reset();
@@ -82,6 +129,13 @@ class Model {
   // p must be null or a live (ALLOC/MAPPED) block; anything else is what the
   // engine reports as a fatal error, and throws std::logic_error here.
   void free(Addr p);
+  // Rule M8 (malloc policy only): n bytes at a multiple of align (a power
+  // of two; the caller validated it). Throws std::logic_error under the seed.
+  Addr aligned_malloc(std::size_t align, std::size_t n);
+  // Rule M6's malloc_trim(pad): true when the break was lowered.
+  bool trim(std::size_t pad);
+  // malloc_usable_size: the capacity of a live block.
+  std::size_t usable_size(Addr p) const { return capacity(p); }
   // The last operation returned null and set errno = ENOMEM.
   bool last_enomem() const { return last_enomem_; }
 
@@ -127,6 +181,8 @@ class Model {
   // --- The simulated FakeSource. ---
   // Returns the old break offset, or nothing when the call fails.
   std::optional<std::size_t> source_extend(std::size_t delta);
+  // sbrk(0) and sbrk(-k) of a trim (M6).
+  std::optional<std::size_t> source_shrink(std::size_t k);
   // Rule 14: heap growth by delta, or nothing (and no sbrk) when the heap's
   // segments would pass span_limit(), 40 bytes per index record.
   std::optional<std::size_t> grow_heap(std::size_t delta);
@@ -134,10 +190,28 @@ class Model {
   // Returns the new mapping's serial, or nothing when the call fails.
   std::optional<std::size_t> source_map(std::size_t len);
   void source_unmap(std::size_t serial);
+  // munmap of a whole-page prefix or suffix of a live mapping (M8).
+  void source_unmap_part(std::size_t serial, std::size_t len);
+  // mremap of a live mapping to new_len; false when the call fails (M7).
+  bool source_remap(std::size_t serial, std::size_t new_len);
 
   // --- The allocator. ---
   Addr allocate(std::size_t n, std::size_t map_threshold);
   Addr map_block(std::size_t need);
+  Addr map_aligned(std::size_t align, std::size_t need);                               // M8
+  std::size_t carve_aligned(std::size_t offset, std::size_t align, std::size_t need);  // M8
+  Addr remap_block(Addr p, std::size_t n, std::size_t need);                           // M7
+  void maybe_trim();                              // M6 after free, shrink
+  bool trim_top(std::size_t pad);                 // M6
+  std::size_t growth(std::size_t missing) const;  // M5
+  std::size_t round(std::size_t n) const {
+    return (n + policy_.align - 1) / policy_.align * policy_.align;
+  }
+  std::size_t round_down(std::size_t n) const { return n - n % policy_.align; }
+  std::size_t pages(std::size_t n) const { return (n + page_size_ - 1) / page_size_ * page_size_; }
+  std::size_t min_split() const { return 32 + policy_.align; }
+  std::size_t max_request() const { return SIZE_MAX - 32 - (policy_.align - 1); }
+  std::size_t zero_size(std::size_t n) const { return n == 0 && !policy_.zero_is_null ? 1 : n; }
   // Rules 5 and 6: the header offset of the new ALLOC heap block, or nothing
   // when an sbrk failed (the caller then falls back to rule 9).
   std::optional<std::size_t> heap_allocate(std::size_t need);
@@ -164,6 +238,9 @@ class Model {
 
   osmem::FakeLimits limits_;
   std::size_t page_size_;
+  Policy policy_;
+  std::uintptr_t heap_base_ = 0;
+  std::function<std::uintptr_t(std::size_t)> map_address_;
 
   // Simulated FakeSource state.
   std::size_t break_ = 0;
