@@ -312,4 +312,11 @@ std::size_t FakeSource::mapping_serial(const void* p) const {
   return 0;
 }
 
+const std::byte* FakeSource::mapping_base(std::size_t serial) const {
+  for (std::size_t i = 0; i < slots_used_; ++i) {
+    if (mappings_[i].addr != nullptr && mappings_[i].serial == serial) return mappings_[i].base;
+  }
+  return nullptr;
+}
+
 }  // namespace osmem

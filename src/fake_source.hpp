@@ -93,6 +93,9 @@ class FakeSource {
   bool in_heap_buffer(const void* p) const;
   // The serial of the live mapping containing p, or 0.
   std::size_t mapping_serial(const void* p) const;
+  // Where the live mapping with this serial was placed (before any prefix
+  // unmap), or nullptr: an input to predictions of alignments beyond a page.
+  const std::byte* mapping_base(std::size_t serial) const;
   std::size_t live_mappings() const { return live_count_; }
   std::size_t live_mapped_bytes() const { return live_bytes_; }
 
