@@ -8,8 +8,10 @@
 // OSMEM_MALLOC_DIFF_OPS sets the number of steps per seed (default 6000).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <stdexcept>
@@ -42,6 +44,20 @@ std::uintptr_t address(const void* p) {
 struct Live {
   void* p;  // the engine's
   Addr a;   // the model's
+};
+
+// What a random run exercised, counted from the agreed call logs and
+// results, so a generator that stops reaching a rule fails the test.
+struct Coverage {
+  std::size_t trims = 0;           // sbrk(-k) (M6)
+  std::size_t trims_refused = 0;   // sbrk(0) not at the top's end (M6)
+  std::size_t remaps = 0;          // mremap that succeeded (M7)
+  std::size_t remaps_failed = 0;   // mremap that failed (M7)
+  std::size_t partial_unmaps = 0;  // aligned mappings trimmed to pages (M8)
+  std::size_t aligned_heap = 0;    // aligned blocks carved from the heap (M8)
+  std::size_t failed_sbrk = 0;     // sbrk failures (injected or out of room)
+  std::size_t max_segments = 0;    // foreign breaks (M5) started segments
+  std::size_t enomem = 0;          // NULL with ENOMEM (M3)
 };
 
 // One engine over one fake source, one model under the malloc policy, and
@@ -89,6 +105,7 @@ class Pair {
     const Live got =
         settle("aligned_malloc(" + std::to_string(align) + ", " + std::to_string(n) + ")", p,
                model_.aligned_malloc(align, n), err);
+    if (align > 16 && got.a.kind == Addr::Kind::Heap) ++coverage_.aligned_heap;
     if (p != nullptr && address(p) % align != 0)
       note("aligned_malloc(" + std::to_string(align) + "): misaligned");
     return got;
@@ -142,6 +159,7 @@ class Pair {
   const std::string& diff() const { return diff_; }
   Model& model() { return model_; }
   MHeap& engine() { return heap_; }
+  const Coverage& coverage() const { return coverage_; }
   FakeSource& source() { return source_; }
 
  private:
@@ -166,6 +184,7 @@ class Pair {
       note(op + ": engine returned " + to_string(got) + ", model " + to_string(want));
     if (p != nullptr && address(p) % 16 != 0) note(op + ": a pointer that is not 16-aligned (M1)");
     const int want_err = p == nullptr && model_.last_enomem() ? ENOMEM : 0;
+    if (want_err != 0) ++coverage_.enomem;
     if (err != want_err)
       note(op + ": errno " + std::to_string(err) + ", model says " + std::to_string(want_err));
     compare_calls(op);
@@ -191,6 +210,7 @@ class Pair {
       for (const auto& c : to_strings(want)) s << " [" << c << "]";
       note(s.str());
     }
+    tally(want);
     last_calls_ = model_.call_strings();
     source_.clear_calls();
     model_.clear_calls();
@@ -227,9 +247,36 @@ class Pair {
     if (const std::string m = model_.check(); !m.empty()) note(op + ": model invariant: " + m);
   }
 
+  void tally(const std::vector<SourceCall>& calls) {
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      const SourceCall& c = calls[i];
+      const bool down = c.kind == SourceCall::Kind::Extend && c.arg > SIZE_MAX / 2;
+      if (c.kind == SourceCall::Kind::Extend && !c.ok) ++coverage_.failed_sbrk;
+      if (down && c.ok) ++coverage_.trims;
+      // sbrk(0) not followed by sbrk(-k): the break had moved past the top.
+      if (c.kind == SourceCall::Kind::Extend && c.ok && c.arg == 0 &&
+          (i + 1 == calls.size() || calls[i + 1].kind != SourceCall::Kind::Extend)) {
+        ++coverage_.trims_refused;
+      }
+      if (c.kind == SourceCall::Kind::Remap) ++(c.ok ? coverage_.remaps : coverage_.remaps_failed);
+      if (c.kind == SourceCall::Kind::Unmap && i > 0 &&
+          calls[i - 1].kind == SourceCall::Kind::Map && calls[i - 1].ok) {
+        ++coverage_.partial_unmaps;
+      }
+    }
+    // Heap segments: each block that does not touch the one before starts one.
+    const std::vector<Block>& b = model_.heap_blocks();
+    std::size_t segments = b.empty() ? 0 : 1;
+    for (std::size_t i = 1; i < b.size(); ++i) {
+      if (b[i - 1].offset + 32 + b[i - 1].size != b[i].offset) ++segments;
+    }
+    coverage_.max_segments = std::max(coverage_.max_segments, segments);
+  }
+
   FakeSource source_;
   MHeap heap_;
   Model model_;
+  Coverage coverage_;
   std::vector<std::string> last_calls_;
   std::string diff_;
 };
@@ -565,7 +612,9 @@ std::size_t draw_alignment(Rng& r) {
   return std::size_t{16} << r.below(13);
 }
 
-void run_seed(std::uint64_t seed, FakeLimits limits) {
+// Adds what the run exercised to `total`.
+// Foreign breaks are optional: one above the top stops every later trim.
+void run_seed(std::uint64_t seed, FakeLimits limits, bool foreign, Coverage& total) {
   Pair t(limits);
   Rng r{seed};
   std::vector<Live> live;
@@ -638,11 +687,12 @@ void run_seed(std::uint64_t seed, FakeLimits limits) {
             t.fail_next_map();
             break;
           case 2:
-            t.foreign_extend(1 + r.below(5000));
+            if (foreign) t.foreign_extend(1 + r.below(5000));
             break;
           default:
-            t.foreign_extend_before_call(t.model().extend_calls() + 1 + r.below(2),
-                                         1 + r.below(300));
+            if (foreign)
+              t.foreign_extend_before_call(t.model().extend_calls() + 1 + r.below(2),
+                                           1 + r.below(300));
             break;
         }
         break;
@@ -663,10 +713,39 @@ void run_seed(std::uint64_t seed, FakeLimits limits) {
   EXPECT_EQ(t.source().live_mappings(), 0u) << "seed " << seed;
   for (const Block& b : t.model().heap_blocks())
     EXPECT_EQ(b.status, Status::Free) << "seed " << seed;
+  const Coverage& c = t.coverage();
+  total.trims += c.trims;
+  total.trims_refused += c.trims_refused;
+  total.remaps += c.remaps;
+  total.remaps_failed += c.remaps_failed;
+  total.partial_unmaps += c.partial_unmaps;
+  total.aligned_heap += c.aligned_heap;
+  total.failed_sbrk += c.failed_sbrk;
+  total.max_segments = std::max(total.max_segments, c.max_segments);
+  total.enomem += c.enomem;
+}
+
+void expect_everything_reached(const Coverage& c) {
+  EXPECT_GT(c.trims, 0u);
+  EXPECT_GT(c.trims_refused, 0u);
+  EXPECT_GT(c.remaps, 0u);
+  EXPECT_GT(c.remaps_failed, 0u);
+  EXPECT_GT(c.partial_unmaps, 0u);
+  EXPECT_GT(c.aligned_heap, 0u);
+  EXPECT_GT(c.failed_sbrk, 0u);
+  EXPECT_GT(c.max_segments, 1u);
+  EXPECT_GT(c.enomem, 0u);
+  std::printf(
+      "trims %zu (refused %zu), mremap %zu (failed %zu), partial munmap %zu, aligned heap %zu, "
+      "failed sbrk %zu, segments up to %zu, ENOMEM %zu\n",
+      c.trims, c.trims_refused, c.remaps, c.remaps_failed, c.partial_unmaps, c.aligned_heap,
+      c.failed_sbrk, c.max_segments, c.enomem);
 }
 
 TEST(MallocModel, RandomRunsAgreeStepByStep) {
-  for (std::uint64_t seed : {1u, 2u, 3u, 4u}) run_seed(seed, FakeLimits{});
+  Coverage c;
+  for (std::uint64_t seed : {1u, 2u, 3u, 4u}) run_seed(seed, FakeLimits{}, seed % 2 == 0, c);
+  expect_everything_reached(c);
 }
 
 // A small heap and few mappings: growth, the fallback and ENOMEM are common.
@@ -675,7 +754,9 @@ TEST(MallocModel, RandomRunsAgreeUnderTightLimits) {
   limits.heap_capacity = std::size_t{1} << 20;
   limits.map_capacity = std::size_t{4} << 20;
   limits.max_mappings = 16;
-  for (std::uint64_t seed : {11u, 12u, 13u}) run_seed(seed, limits);
+  Coverage c;
+  for (std::uint64_t seed : {11u, 12u, 13u}) run_seed(seed, limits, seed % 2 == 0, c);
+  expect_everything_reached(c);
 }
 
 }  // namespace
