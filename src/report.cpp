@@ -108,6 +108,6 @@ void LineBuffer::flush(int fd) {
 
 }  // namespace osmem
 
-extern "C" const char* os_error_name(enum os_error_kind kind) {
+extern "C" const char* os_error_name(int kind) {
   return osmem::error_name(static_cast<osmem::ErrorKind>(kind));
 }

@@ -304,8 +304,9 @@ TEST(ErrorName, NamesEveryKind) {
   EXPECT_STREQ(os_error_name(OS_ERROR_HEAP_INCONSISTENT), "heap inconsistent");
   EXPECT_STREQ(os_error_name(OS_ERROR_FOREIGN_BREAK), "foreign break");
   EXPECT_STREQ(os_error_name(OS_ERROR_USE_AFTER_FREE), "use after free");
-  EXPECT_STREQ(os_error_name(static_cast<os_error_kind>(0)), "unknown error");
-  EXPECT_STREQ(os_error_name(static_cast<os_error_kind>(99)), "unknown error");
+  EXPECT_STREQ(os_error_name(0), "unknown error");
+  EXPECT_STREQ(os_error_name(99), "unknown error");
+  EXPECT_STREQ(os_error_name(-1), "unknown error");
 }
 
 }  // namespace

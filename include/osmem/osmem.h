@@ -136,8 +136,9 @@ OSMEM_API os_error_handler os_set_error_handler(os_error_handler handler);
 /* The name of an error kind, as reports print it: "double free", "invalid
  * pointer", "misaligned pointer", "header corrupted", "heap inconsistent",
  * "foreign break", "use after free"; "unknown error" for any other value.
- * A static string. */
-OSMEM_API const char* os_error_name(enum os_error_kind kind);
+ * A static string. Takes an int, so that any value (an enum os_error_kind
+ * converts implicitly) is a defined call. */
+OSMEM_API const char* os_error_name(int kind);
 
 #ifdef __cplusplus
 }
