@@ -22,7 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { kChildLimitMs = 3000, kTrialLimitMs = 20000, kMaxHangs = 5 };
+#include "fresh_trials.h" /* now_ms, wait_limited */
+
+enum { kTrialLimitMs = 20000, kMaxHangs = 5 }; /* kChildLimitMs: fresh_trials.h */
 enum { kOk = 0, kChildHung = 3, kChildFailed = 4, kSetupFailed = 5 };
 
 static atomic_int g_go;
@@ -33,36 +35,6 @@ static void* first_call(void* arg) {
   }
   void* p = os_malloc(16);
   return p;
-}
-
-static long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Waits for pid up to limit_ms; returns its wait status, or -1 on time-out
- * (the process is then killed and reaped). SIGCHLD is blocked in main, so
- * sigtimedwait wakes as soon as a child ends. */
-static int wait_limited(pid_t pid, long limit_ms) {
-  const long deadline = now_ms() + limit_ms;
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  int status = 0;
-  for (;;) {
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return status;
-    if (r < 0) return -2;
-    const long left = deadline - now_ms();
-    if (left <= 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    const struct timespec wait = {left / 1000, (left % 1000) * 1000000L};
-    sigtimedwait(&chld, NULL, &wait);
-  }
 }
 
 static int one_trial(void) {
