@@ -61,6 +61,20 @@ static_assert(offsetof(BlockMeta, prev) == 16);
 static_assert(offsetof(BlockMeta, next) == 24);
 static_assert(sizeof(Status) == 4);
 
+// A status as dumps and reports print it; "garbage" for a value that is
+// none of the three (a damaged header).
+inline const char* status_name(Status s) {
+  switch (s) {
+    case Status::Free:
+      return "free";
+    case Status::Alloc:
+      return "alloc";
+    case Status::Mapped:
+      return "mapped";
+  }
+  return "garbage";
+}
+
 // The address of a pointer that may not point at a valid header (the
 // checker's input): unlike b->address(), no member access, so no undefined
 // behaviour when b is misaligned.

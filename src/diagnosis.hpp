@@ -97,17 +97,6 @@ inline LineBuffer& block_words(LineBuffer& line, const BlockMeta* b) {
       .text(")");
 }
 
-inline const char* status_words(Status s) {
-  switch (s) {
-    case Status::Free:
-      return "free";
-    case Status::Alloc:
-      return "alloc";
-    case Status::Mapped:
-      return "mapped";
-  }
-  return "not a status";
-}
 
 // The fields of a header whose canary is broken, printed as what they are.
 template <class HeapT>
@@ -121,7 +110,7 @@ void damaged_header(const HeapT& heap, const BlockMeta* h, int fd) {
       .text(" is damaged (its canary does not match); as read, not to be trusted: size ")
       .dec(h->size)
       .text(", status ")
-      .text(status_words(h->status))
+      .text(status_name(h->status))
       .text(", prev ")
       .hex(addr_of(h->prev))
       .text(", next ")
@@ -222,11 +211,11 @@ void print_diagnosis(const HeapT& heap, ErrorKind kind, std::uint64_t operation_
       cause.text("  likely cause: an interior pointer, ")
           .dec(a - addr_of(at.block->payload()))
           .text(" bytes into the ")
-          .text(detail::status_words(at.block->status))
+          .text(status_name(at.block->status))
           .text(" block at ");
     } else {
       cause.text("  likely cause: a pointer into the header of the ")
-          .text(detail::status_words(at.block->status))
+          .text(status_name(at.block->status))
           .text(" block at ");
     }
     detail::block_words(cause, at.block).text("\n");

@@ -191,17 +191,6 @@ void Heap<Source, Config>::stats(struct ::os_heap_stats* out) const {
 }
 
 namespace detail {
-inline const char* status_name(Status s) {
-  switch (s) {
-    case Status::Free:
-      return "free";
-    case Status::Alloc:
-      return "alloc";
-    case Status::Mapped:
-      return "mapped";
-  }
-  return "garbage";
-}
 
 // `damaged`: the canary does not match, so the values are only what the
 // bytes read as, and the line says so.
