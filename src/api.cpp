@@ -42,6 +42,7 @@ void forward_error(ErrorKind kind, const char* operation, const void* address) {
     // build: diagnosis.hpp), then the stack where a memory tool prints one.
     print_error_line(kind, operation, address);
     if (g_heap != nullptr) print_diagnosis(*g_heap, kind, g_checks.operation(), address, 2);
+    if (kind == ErrorKind::WriteAfterFree) g_checks.print_freed_finding(2);
     tool::print_stack();
   }
 }
@@ -166,6 +167,9 @@ ProcessHeap& heap() {
     read_check_level(level);
     g_checks.set_level(level);
     if (g_records_area != nullptr) g_checks.attach_records(g_records_area, g_records_bytes);
+    // Freed payloads are recorded only with a check level on: then the
+    // engine says when it reuses their memory.
+    if (level.mode != CheckMode::Off) g_checks.watch_claims(*g_heap);
   }
   return *g_heap;
 }

@@ -40,31 +40,36 @@ class AllocRecord {
   std::uintptr_t caller = 0;    // return address of the API call
 
  private:
-  friend class BlockRecords;
+  template <class>
+  friend class RecordTable;
   // The block's user pointer, stored complemented (0: an empty slot): a
   // leak checker scanning memory (Valgrind's memcheck) must not take the
   // record for a pointer that keeps the block reachable.
   std::uintptr_t hidden_user = 0;
 };
 
-class BlockRecords {
+// A table of records keyed by user pointer. Record: a struct with a private
+// `hidden_user` (the complemented pointer, 0 for an empty slot), user(),
+// and a RecordTable friend.
+template <class Record>
+class RecordTable {
  public:
   static constexpr std::size_t kFirstCapacity = 1024;  // slots; a power of two
 
   // Gives the table its area (any content; each table is cleared when it is
   // placed). An empty area records nothing.
   void attach(void* base, std::size_t bytes) {
-    base_ = static_cast<AllocRecord*>(base);
-    area_slots_ = bytes / sizeof(AllocRecord);
+    base_ = static_cast<Record*>(base);
+    area_slots_ = bytes / sizeof(Record);
     place(0, kFirstCapacity);
   }
   bool active() const { return table_ != nullptr; }
 
   // Records r (replacing a record of the same user pointer). False when the
   // table is full.
-  bool put(const AllocRecord& r) {
+  bool put(const Record& r) {
     if (table_ == nullptr || r.hidden_user == 0) return false;
-    if (AllocRecord* slot = lookup(r.user())) {
+    if (Record* slot = lookup(r.user())) {
       *slot = r;
       return true;
     }
@@ -80,12 +85,12 @@ class BlockRecords {
     return true;
   }
 
-  const AllocRecord* find(std::uintptr_t user) const {
-    return const_cast<BlockRecords*>(this)->lookup(user);
+  const Record* find(std::uintptr_t user) const {
+    return const_cast<RecordTable*>(this)->lookup(user);
   }
 
   void erase(std::uintptr_t user) {
-    AllocRecord* slot = lookup(user);
+    Record* slot = lookup(user);
     if (slot == nullptr) return;
     // Backward shift: move later entries of the probe run into the hole, so
     // every entry stays reachable from its home slot without tombstones.
@@ -102,7 +107,7 @@ class BlockRecords {
         hole = i;
       }
     }
-    table_[hole] = AllocRecord{};
+    table_[hole] = Record{};
     --count_;
   }
 
@@ -111,6 +116,12 @@ class BlockRecords {
     for (std::size_t i = 0; table_ != nullptr && i < capacity_; ++i) {
       if (table_[i].hidden_user != 0) f(table_[i]);
     }
+  }
+
+  // Slot i of the current table (i < capacity()), or null when empty: for
+  // a walk that visits a few records per operation.
+  const Record* slot(std::size_t i) const {
+    return table_ != nullptr && i < capacity_ && table_[i].hidden_user != 0 ? &table_[i] : nullptr;
   }
 
   std::size_t size() const { return count_; }
@@ -126,7 +137,7 @@ class BlockRecords {
     return static_cast<std::size_t>(x) & (capacity_ - 1);
   }
 
-  AllocRecord* lookup(std::uintptr_t user) {
+  Record* lookup(std::uintptr_t user) {
     if (table_ == nullptr || user == 0) return nullptr;
     const std::uintptr_t hidden = ~user;
     for (std::size_t i = home(user), n = 0; n < capacity_; i = (i + 1) & (capacity_ - 1), ++n) {
@@ -142,7 +153,7 @@ class BlockRecords {
     table_ = base_ + offset;
     offset_ = offset;
     capacity_ = capacity;
-    for (std::size_t i = 0; i < capacity; ++i) table_[i] = AllocRecord{};
+    for (std::size_t i = 0; i < capacity; ++i) table_[i] = Record{};
     count_ = 0;
     return true;
   }
@@ -150,7 +161,7 @@ class BlockRecords {
   // The next table, twice as large, right after this one (or, when the
   // area ends, back at its start if the old table lies past the new one).
   void grow() {
-    AllocRecord* old = table_;
+    Record* old = table_;
     const std::size_t old_capacity = capacity_;
     const std::size_t old_offset = offset_;
     std::size_t next = old_offset + old_capacity;
@@ -168,13 +179,15 @@ class BlockRecords {
     }
   }
 
-  AllocRecord* base_ = nullptr;
+  Record* base_ = nullptr;
   std::size_t area_slots_ = 0;
-  AllocRecord* table_ = nullptr;
+  Record* table_ = nullptr;
   std::size_t offset_ = 0;
   std::size_t capacity_ = 0;
   std::size_t count_ = 0;
   std::size_t unrecorded_ = 0;
 };
+
+using BlockRecords = RecordTable<AllocRecord>;
 
 }  // namespace osmem

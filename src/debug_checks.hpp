@@ -32,6 +32,7 @@
 #include "block_records.hpp"
 #include "check_level.hpp"
 #include "diagnosis.hpp"
+#include "freed_records.hpp"
 #include "invariant.hpp"
 #include "report.hpp"
 #include "sanitizer.hpp"
@@ -112,6 +113,13 @@ struct SlackFinding {
   std::uintptr_t caller = 0;
 };
 
+// A freed payload found changed (freed_records.hpp): what the report says.
+struct FreedFinding {
+  FreedRecord record;      // the record as it was when the change was found
+  PayloadChange change;    // where, when a single word changed
+  const char* found = "";  // by which check
+};
+
 template <class HeapT>
 class DebugChecks {
  public:
@@ -125,8 +133,32 @@ class DebugChecks {
 
   // Debug records (block_records.hpp) in [base, base + bytes): the API
   // attaches them when a check level is on or a leak report is wanted.
-  void attach_records(void* base, std::size_t bytes) { records_.attach(base, bytes); }
+  // The first half holds the ALLOC blocks' records, the second the freed
+  // payloads' (freed_records.hpp).
+  void attach_records(void* base, std::size_t bytes) {
+    const std::size_t half = bytes / 2 / 64 * 64;
+    records_.attach(base, half);
+    freed_.attach(static_cast<unsigned char*>(base) + half, half);
+  }
   const BlockRecords& records() const { return records_; }
+  const FreedRecords& freed_records() const { return freed_; }
+
+  // The engine's claim hook (Heap::set_claim_hook): [lo, hi) of a FREE
+  // block's memory is about to be handed out, split or given back. Each
+  // freed payload record starting there is verified and dropped; the part of
+  // it past hi is recorded anew. Records never straddle lo: a claim starts
+  // at a FREE block's header or payload, and a freed payload lies inside one
+  // FREE block. Costs a lookup per 8 bytes claimed while records exist.
+  static void on_claim(void* self, const std::byte* lo, const std::byte* hi) {
+    static_cast<DebugChecks*>(self)->claim(reinterpret_cast<std::uintptr_t>(lo),
+                                           reinterpret_cast<std::uintptr_t>(hi));
+  }
+  // Installs on_claim in `heap`; without it no freed payload is recorded
+  // (a record the engine is not told to drop would go stale).
+  void watch_claims(HeapT& heap) {
+    heap.set_claim_hook(&on_claim, this);
+    claims_watched_ = true;
+  }
 
   // `requested`: the bytes asked for (allocations, realloc); `caller`: the
   // return address of the API call, for the records.
@@ -139,7 +171,14 @@ class DebugChecks {
     requested_ = requested;
     caller_ = reinterpret_cast<std::uintptr_t>(caller);
     anchor_ = nullptr;
+    heap_ = &heap;
+    freeing_capacity_ = 0;
     if (level_.mode == CheckMode::Off) return;
+    if (kind == OpKind::Reallocate && user != nullptr) warn_realloc_of_freed(heap, user);
+    if (kind != OpKind::Allocate && claims_watched_ && freed_.active() &&
+        live_heap_block(heap, user) != nullptr) {
+      freeing_capacity_ = sound_capacity(heap, user);  // 0 for a FREE block
+    }
     Violation v{};
     if (kind != OpKind::Allocate && check_slack(heap, user, v)) fatal(heap, v, "on entry to");
     switch (level_.mode) {
@@ -223,7 +262,9 @@ class DebugChecks {
       }
       return check_slack_of(b, capacity, v);
     };
-    return sweep_.step(heap, level_.sweep_blocks, out, slack);
+    if (sweep_.step(heap, level_.sweep_blocks, out, slack)) return true;
+    sweep_freed(level_.sweep_blocks);
+    return false;
   }
 
   // The slack of the block at `user`, when it is a sound ALLOC or MAPPED
@@ -294,7 +335,10 @@ class DebugChecks {
     const bool freed =
         kind_ == OpKind::Free || (kind_ == OpKind::Reallocate && user_ != nullptr &&
                                   result != user_ && (result != nullptr || requested_ == 0));
-    if (freed && user != 0) records_.erase(user);
+    if (freed && user != 0) {
+      if (freeing_capacity_ != 0) record_freed(user, freeing_capacity_);
+      records_.erase(user);
+    }
     if (kind_ == OpKind::Free || result == nullptr) return;
     records_.put(AllocRecord::make(reinterpret_cast<std::uintptr_t>(result), requested_, operation_,
                                    caller_));
@@ -319,6 +363,149 @@ class DebugChecks {
       if (!found) found = check_slack(heap, reinterpret_cast<const void*>(r.user()), v);
     });
     if (found) fatal(heap, v, when);
+    for (std::size_t i = 0; i < freed_.capacity(); ++i) {
+      if (const FreedRecord* r = freed_.slot(i)) verify_freed(*r, "the whole check");
+    }
+  }
+
+  // ---- freed payloads ------------------------------------------------------
+
+  void record_freed(std::uintptr_t user, std::size_t capacity) {
+    FreedRecord r = FreedRecord::make(user, capacity,
+                                      sum_payload(reinterpret_cast<const void*>(user), capacity));
+    if (const AllocRecord* a = records_.find(user)) {
+      r.requested = a->requested;
+      r.allocated = a->operation;
+      r.allocated_by = a->caller;
+    }
+    r.freed = operation_;
+    r.freed_by = caller_;
+    freed_.put(r);
+  }
+
+  void claim(std::uintptr_t lo, std::uintptr_t hi) {
+    if (freed_.size() == 0) return;
+    for (std::uintptr_t a = (lo + 7) & ~std::uintptr_t{7}; a < hi;) {
+      const FreedRecord* found = freed_.find(a);
+      if (found == nullptr) {
+        a += 8;
+        continue;
+      }
+      const FreedRecord r = *found;
+      verify_freed(r, "its memory was about to be used again");
+      freed_.erase(a);
+      const std::uintptr_t end = a + r.bytes;
+      if (end > hi) {
+        FreedRecord rest = FreedRecord::make(
+            hi, end - hi, sum_payload(reinterpret_cast<const void*>(hi), end - hi));
+        rest.requested = r.requested;
+        rest.allocated = r.allocated;
+        rest.allocated_by = r.allocated_by;
+        rest.freed = r.freed;
+        rest.freed_by = r.freed_by;
+        rest.offset = r.offset + (hi - a);
+        freed_.put(rest);
+      }
+      a = end;
+    }
+  }
+
+  // K slots of the freed records per operation, round-robin: a record is
+  // verified within ceil(capacity / K) operations while the table keeps
+  // its size.
+  void sweep_freed(std::size_t k) {
+    const std::size_t slots = freed_.capacity();
+    if (freed_.size() == 0 || slots == 0) return;
+    for (std::size_t i = 0; i < k && i < slots; ++i) {
+      if (freed_cursor_ >= slots) freed_cursor_ = 0;
+      if (const FreedRecord* r = freed_.slot(freed_cursor_)) verify_freed(*r, "the sweep");
+      ++freed_cursor_;
+    }
+  }
+
+  void verify_freed(const FreedRecord& r, const char* found) {
+    const auto* p = reinterpret_cast<const void*>(r.user());
+    const PayloadSums now = sum_payload(p, r.bytes);
+    if (same_sums(now, r.sums)) return;
+    freed_finding_ = FreedFinding{r, locate_change(p, r.bytes, r.sums, now), found};
+    report(heap_ != nullptr ? heap_->error_handler() : nullptr, ErrorKind::WriteAfterFree, name_,
+           reinterpret_cast<const void*>(r.user() - r.offset));
+  }
+
+ public:
+  // The details of the last write after free found, after the report's
+  // first line (the API's error handler prints them).
+  void print_freed_finding(int fd) const {
+    const FreedFinding& f = freed_finding_;
+    const FreedRecord& r = f.record;
+    LineBuffer line;
+    line.text("  the block: ");
+    if (r.allocated != 0) {
+      line.dec(r.requested)
+          .text(" bytes requested by operation ")
+          .dec(r.allocated)
+          .text(" (called from ")
+          .hex(r.allocated_by)
+          .text("), ");
+    }
+    line.text("freed by operation ")
+        .dec(r.freed)
+        .text(" (called from ")
+        .hex(r.freed_by)
+        .text(")\n");
+    line.flush(fd);
+    if (f.change.located) {
+      line.text("  first changed byte: ")
+          .dec(r.offset + f.change.offset)
+          .text(" (the 8-byte word at offset ")
+          .dec(r.offset + (f.change.offset & ~std::size_t{7}))
+          .text(" reads ")
+          .hex(f.change.reads)
+          .text(", was ")
+          .hex(f.change.was)
+          .text(")\n");
+    } else {
+      line.text("  changed: more than one 8-byte word of bytes ")
+          .dec(r.offset)
+          .text("..")
+          .dec(r.offset + r.bytes - 1)
+          .text(" (the checksum cannot locate several changes)\n");
+    }
+    line.text("  found by: ").text(f.found).text("\n");
+    line.text("  likely cause: a write through a pointer to this block after it was freed\n");
+    line.flush(fd);
+  }
+
+ private:
+  // os_realloc of a freed block returns NULL and changes nothing (the
+  // seed's rule 9); with a check level on it is also a warning, since the
+  // caller most likely lost track of the block.
+  void warn_realloc_of_freed(const HeapT& heap, const void* user) {
+    const auto a = reinterpret_cast<std::uintptr_t>(user);
+    if (!HeapT::aligned(a) || a <= kHeaderSize) return;
+    const BlockMeta* b = BlockMeta::from_payload(const_cast<void*>(user));
+    if (!heap.in_heap(b, kHeaderSize)) return;
+    {
+      const OpenHeader open(b);
+      if (!heap.sealer().intact(b) || b->status != Status::Free) return;
+    }
+    LineBuffer line;
+    line.text("osmem: warning: ")
+        .text(name_)
+        .text(" (operation ")
+        .dec(operation_)
+        .text(") of a freed block, user pointer ")
+        .hex(a)
+        .text(": returns NULL and changes nothing");
+    if (const FreedRecord* r = freed_.find(a)) {
+      line.text("; freed by operation ")
+          .dec(r->freed)
+          .text(" (called from ")
+          .hex(r->freed_by)
+          .text(")");
+    }
+    line.text("\n");
+    line.flush(2);
   }
 
   [[noreturn]] void fatal(const HeapT& heap, const Violation& v, const char* when) {
@@ -357,6 +544,12 @@ class DebugChecks {
   std::size_t requested_ = 0;
   std::uintptr_t caller_ = 0;
   const BlockMeta* anchor_ = nullptr;  // set by examine_before, read by examine_after
+  const HeapT* heap_ = nullptr;        // the heap of the operation in progress
+  std::size_t freeing_capacity_ = 0;   // of the heap block the operation may free
+  FreedRecords freed_;
+  bool claims_watched_ = false;
+  std::size_t freed_cursor_ = 0;
+  FreedFinding freed_finding_;
   SweepCursor sweep_;
   BlockRecords records_;
   SlackFinding slack_;

@@ -97,7 +97,6 @@ inline LineBuffer& block_words(LineBuffer& line, const BlockMeta* b) {
       .text(")");
 }
 
-
 // The fields of a header whose canary is broken, printed as what they are.
 template <class HeapT>
 void damaged_header(const HeapT& heap, const BlockMeta* h, int fd) {
@@ -150,6 +149,8 @@ inline const char* broken_rule(ErrorKind kind) {
       return "the program break never moves below the heap";
     case ErrorKind::UseAfterFree:
       return "a freed block is not used again";
+    case ErrorKind::WriteAfterFree:
+      return "a freed block's payload is not written until osmem hands it out again";
   }
   return "unknown";
 }
@@ -173,7 +174,9 @@ void print_diagnosis(const HeapT& heap, ErrorKind kind, std::uint64_t operation_
   }
   line.text("\n");
   line.flush(fd);
-  if (!pointer) {
+  // A write after free is described by the debug checks that found it
+  // (DebugChecks::print_freed_finding): the block is free, maybe merged.
+  if (!pointer || kind == ErrorKind::WriteAfterFree) {
     line.text("  broken rule: ").text(broken_rule(kind)).text("\n");
     line.flush(fd);
     return;

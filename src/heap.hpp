@@ -133,7 +133,8 @@ class Heap {
     // back to a mapping too.
     void* p = nullptr;
     if (total + kHeaderSize < Config::kMmapThreshold) {
-      if (BlockMeta* b = heap_allocate(total)) p = carve_aligned(b, alignment, round_up(n))->payload();
+      if (BlockMeta* b = heap_allocate(total))
+        p = carve_aligned(b, alignment, round_up(n))->payload();
     }
     if (p == nullptr) p = map_aligned(alignment, round_up(n));
     if (p == nullptr) {
@@ -163,6 +164,18 @@ class Heap {
   // ---- introspection -------------------------------------------------------
 
   void set_error_handler(ErrorHandler handler) { handler_ = handler; }
+
+  // Called with [lo, hi) before the engine hands out, or writes a header
+  // into, memory that belonged to a FREE block (its payload, or its header
+  // and payload when a block grows into it), and before a trim gives such
+  // memory back: the bytes a debug layer's freed-payload records
+  // (freed_records.hpp) must stop covering. Rule 15 makes these the only
+  // times the engine touches a FREE payload.
+  using ClaimHook = void (*)(void* context, const std::byte* lo, const std::byte* hi);
+  void set_claim_hook(ClaimHook hook, void* context) {
+    claim_hook_ = hook;
+    claim_context_ = context;
+  }
   ErrorHandler error_handler() const { return handler_; }
 
   // Runs every invariant check; writes up to `capacity` violations to `out`
@@ -255,6 +268,7 @@ class Heap {
     if (b == list_.tail()) return grow_last(b, n, need);
     if (BlockMeta* next = b->next; touches(b, next) && free_neighbour(next)) {
       const OpenHeader open_next(next);
+      claiming(reinterpret_cast<std::byte*>(next), need - b->size, next->end());
       index_.remove(sealer_, next);
       b->size += kHeaderSize + next->size;
       list_.unlink(sealer_, next);  // reseals b
@@ -294,7 +308,7 @@ class Heap {
   // "os_malloc" under the seed's names, "malloc" under libc's.
   const char* name(const char* os_name) const {
     return libc_names_ && os_name[0] == 'o' && os_name[1] == 's' && os_name[2] == '_' ? os_name + 3
-                                                                                     : os_name;
+                                                                                      : os_name;
   }
 
   // A zero-byte request: NULL under the seed, the smallest block under
@@ -358,6 +372,7 @@ class Heap {
     }
     if (BlockMeta* b = index_.find(sealer_, list_, need, search_)) {
       const OpenHeader open(b);
+      claiming(b->payload(), need, b->end());
       index_.remove(sealer_, b);
       b->status = Status::Alloc;
       split(b, need);
@@ -380,6 +395,7 @@ class Heap {
         return nullptr;
     }
     if (grow_tail) {
+      claiming(tail->payload(), need, tail->end());
       index_.remove(sealer_, tail);
       tail->size += delta;
       tail->status = Status::Alloc;
@@ -456,7 +472,7 @@ class Heap {
       return new_len < old_len ? b->payload() : move(b, n);
     }
     void* old_payload = b->payload();
-    if (m != start) open.forget();  // the old address is gone
+    if (m != start) open.forget();                // the old address is gone
     if (m != start) tool::no_access(m, new_len);  // not the user's until handed out
     BlockMeta* nb = BlockMeta::at(static_cast<std::byte*>(m) + offset - kHeaderSize);
     const OpenHeader open_new(nb);
@@ -833,6 +849,9 @@ class Heap {
     ++sbrk_calls_;
     if (source_.extend(0) != tail->end()) return false;
     ++sbrk_calls_;
+    // The whole FREE tail, not only the part given back: a record may start
+    // below the new top and reach above it.
+    if (claim_hook_ != nullptr) claim_hook_(claim_context_, tail->payload(), tail->end());
     if (source_.extend(-static_cast<std::intptr_t>(excess)) == nullptr) return false;
     index_.remove(sealer_, tail);
     tail->size -= excess;
@@ -844,8 +863,19 @@ class Heap {
     return true;
   }
 
+  // Tells the claim hook about [lo, lo + used + kHeaderSize), clipped to
+  // `end`: `used` bytes become the user's, then a split may write a header.
+  void claiming(std::byte* lo, std::size_t used, std::byte* end) const {
+    if (claim_hook_ == nullptr) return;
+    std::byte* hi =
+        static_cast<std::size_t>(end - lo) > used + kHeaderSize ? lo + used + kHeaderSize : end;
+    claim_hook_(claim_context_, lo, hi);
+  }
+
   Source& source_;
   Sealer sealer_;
+  ClaimHook claim_hook_ = nullptr;
+  void* claim_context_ = nullptr;
   ErrorHandler handler_ = nullptr;
   const char* operation_ = "";
   bool libc_names_ = false;

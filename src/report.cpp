@@ -23,6 +23,8 @@ const char* error_name(ErrorKind kind) {
       return "foreign break";
     case ErrorKind::UseAfterFree:
       return "use after free";
+    case ErrorKind::WriteAfterFree:
+      return "write after free";
   }
   return "unknown error";
 }
@@ -44,6 +46,8 @@ const char* error_message(ErrorKind kind) {
       return "the program break moved below the osmem heap";
     case ErrorKind::UseAfterFree:
       return "realloc of a block that is already free";
+    case ErrorKind::WriteAfterFree:
+      return "the payload of a freed block changed after it was freed";
   }
   return "";
 }

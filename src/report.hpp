@@ -19,6 +19,7 @@ enum class ErrorKind : int {
   HeapInconsistent = OS_ERROR_HEAP_INCONSISTENT,
   ForeignBreak = OS_ERROR_FOREIGN_BREAK,
   UseAfterFree = OS_ERROR_USE_AFTER_FREE,
+  WriteAfterFree = OS_ERROR_WRITE_AFTER_FREE,
 };
 
 using ErrorHandler = void (*)(ErrorKind kind, const char* operation, const void* address);

@@ -19,6 +19,7 @@
 #include "block_records.hpp"
 #include "check_level.hpp"
 #include "fake_source.hpp"
+#include "freed_payload.hpp"
 #include "heap.hpp"
 #include "osmem/osmem.h"
 
@@ -332,6 +333,62 @@ TEST(Sweep, NoFalseAlarmsWhileTheHeapChurns) {
   }
 }
 
+// ---- freed payload sums (freed_payload.hpp) ------------------------------------
+
+// Any change is found; a change of one 8-byte word is located to its first
+// byte with both values, for every word of blocks of several sizes; two
+// changed words are found and not located (never located wrongly).
+TEST(FreedPayload, FindsEveryChangeAndLocatesASingleWord) {
+  std::mt19937_64 rng(7);
+  for (std::size_t words : {1u, 2u, 3u, 16u, 257u, 16384u}) {
+    std::vector<std::uint64_t> buf(words);
+    for (auto& w : buf) w = rng();
+    const PayloadSums then = sum_payload(buf.data(), 8 * words);
+    EXPECT_TRUE(same_sums(then, sum_payload(buf.data(), 8 * words)));
+    for (int trial = 0; trial < 40; ++trial) {
+      const std::size_t i = rng() % words;
+      const unsigned byte = static_cast<unsigned>(rng() % 8);
+      const std::uint64_t old = buf[i];
+      // Change bytes `byte` and up of word i (at least the first one).
+      std::uint64_t fresh = old ^ ((rng() | 1) << (8 * byte));
+      if (byte == 0) fresh = old ^ (rng() | 1);
+      buf[i] = fresh;
+      const PayloadSums now = sum_payload(buf.data(), 8 * words);
+      ASSERT_FALSE(same_sums(then, now)) << words << " words, word " << i;
+      const PayloadChange c = locate_change(buf.data(), 8 * words, then, now);
+      ASSERT_TRUE(c.located) << words << " words, word " << i;
+      EXPECT_EQ(c.offset, 8 * i + byte) << words << " words";
+      EXPECT_EQ(c.was, old);
+      EXPECT_EQ(c.reads, fresh);
+      buf[i] = old;
+    }
+    if (words >= 2) {
+      const std::size_t i = rng() % (words - 1);
+      const std::uint64_t a = buf[i], b = buf[i + 1];
+      buf[i] ^= 0xff00;
+      buf[i + 1] ^= 0x1;
+      const PayloadSums now = sum_payload(buf.data(), 8 * words);
+      EXPECT_FALSE(same_sums(then, now));
+      EXPECT_FALSE(locate_change(buf.data(), 8 * words, then, now).located);
+      buf[i] = a;
+      buf[i + 1] = b;
+    }
+  }
+}
+
+// Changes that keep the sum of the words (a swap, a +d/-d pair) are still
+// found: the hash weighs every word by its position.
+TEST(FreedPayload, FindsChangesThatKeepTheSum) {
+  std::vector<std::uint64_t> buf = {1, 2, 3, 4, 5, 6, 7, 8};
+  const PayloadSums then = sum_payload(buf.data(), 64);
+  std::swap(buf[2], buf[5]);
+  EXPECT_FALSE(same_sums(then, sum_payload(buf.data(), 64)));
+  std::swap(buf[2], buf[5]);
+  buf[1] += 9;
+  buf[6] -= 9;
+  EXPECT_FALSE(same_sums(then, sum_payload(buf.data(), 64)));
+}
+
 // ---- through the real API ----------------------------------------------------
 
 // OSMEM_CHECK is read at the first os_* call; the threadsafe death-test
@@ -436,6 +493,14 @@ void count_and_exit(os_error_kind kind, const char* operation, const void* /*add
   _exit(kind == OS_ERROR_HEAP_INCONSISTENT && g_operations <= g_bound ? 0 : 1);
 }
 
+void count_and_exit_after_free(os_error_kind kind, const char* operation, const void* /*address*/) {
+  char line[160];
+  const int n = snprintf(line, sizeof line, "reported after %d operations (bound %d) in %s\n",
+                         g_operations, g_bound, operation);
+  if (n > 0) (void)!write(2, line, static_cast<std::size_t>(n));
+  _exit(kind == OS_ERROR_WRITE_AFTER_FREE && g_operations <= g_bound ? 0 : 1);
+}
+
 void damage_far_block_then_operate(int k) {
   std::vector<void*> blocks;
   blocks.reserve(2000);  // the vector's own memory is glibc's, not osmem's
@@ -467,6 +532,121 @@ TEST_F(ApiLevelDeathTest, SweepFindsFarDamageInARealProcess) {
 TEST_F(ApiLevelDeathTest, LocalDoesNotFindFarDamageInARealProcess) {
   check_mode("local");
   EXPECT_EXIT(damage_far_block_then_operate(8), ::testing::ExitedWithCode(2), "");
+}
+
+// ---- write after free (freed_records.hpp) -------------------------------------
+
+// A freed block keeps its bytes (rule 15); a write into it is found when its
+// memory is handed out again, naming the block, who allocated and freed it,
+// and the first changed byte with the word's old and new values.
+TEST_F(ApiLevelDeathTest, WriteAfterFreeFoundWhenTheMemoryIsReused) {
+  check_mode("local");
+  auto* a = static_cast<unsigned char*>(os_malloc(24));  // 1
+  ASSERT_NE(os_malloc(24), nullptr);                     // 2: keeps a from the top
+  std::memset(a, 0x11, 24);
+  os_free(a);  // 3
+  EXPECT_DEATH(
+      {
+        unseen(a + 8, 1, [&] { a[8] = 0x22; });
+        discard(os_malloc(24));  // 4: best fit is a's block
+      },
+      std::string("^osmem: write after free in os_malloc at ") + kHex +
+          ": the payload of a freed block changed after it was freed\n"
+          "  operation 4, user pointer " +
+          kHex + ", header " + kHex +
+          "\n  broken rule: a freed block's payload is not written until osmem hands it out "
+          "again\n"
+          "  the block: 24 bytes requested by operation 1 \\(called from " +
+          kHex + "\\), freed by operation 3 \\(called from " + kHex +
+          "\\)\n"
+          "  first changed byte: 8 \\(the 8-byte word at offset 8 reads 0x1111111111111122, was "
+          "0x1111111111111111\\)\n"
+          "  found by: its memory was about to be used again\n"
+          "  likely cause: a write through a pointer to this block after it was freed\n");
+}
+
+// The part of a freed block that a smaller allocation left FREE keeps its
+// record: a write there is found when that part is handed out, at its
+// offset in the block that was freed.
+TEST_F(ApiLevelDeathTest, WriteAfterFreeInThePartASplitLeft) {
+  check_mode("local");
+  auto* a = static_cast<unsigned char*>(os_malloc(256));
+  ASSERT_NE(os_malloc(24), nullptr);
+  std::memset(a, 0, 256);
+  os_free(a);
+  ASSERT_EQ(os_malloc(24), a);  // takes the front of a's block; the rest stays FREE
+  EXPECT_DEATH(
+      {
+        unseen(a + 200, 1, [&] { a[200] = 0x5a; });
+        discard(os_malloc(100));  // the rest
+      },
+      "write after free in os_malloc (.|\n)*256 bytes requested by operation 1 (.|\n)*"
+      "first changed byte: 200 \\(the 8-byte word at offset 200 reads 0x5a, was 0x0\\)");
+}
+
+// Several words changed: found, not located.
+TEST_F(ApiLevelDeathTest, WriteAfterFreeOfSeveralWords) {
+  check_mode("full");
+  auto* a = static_cast<unsigned char*>(os_malloc(64));
+  ASSERT_NE(os_malloc(24), nullptr);
+  std::memset(a, 0, 64);
+  os_free(a);
+  EXPECT_DEATH(
+      {
+        unseen(a, 64, [&] { std::memset(a + 4, 0x77, 20); });
+        discard(os_malloc(300000));  // far from a: the whole check on entry finds it
+      },
+      "write after free in os_malloc (.|\n)*changed: more than one 8-byte word of bytes 0..63 "
+      "\\(the checksum cannot locate several changes\\)\n  found by: the whole check");
+}
+
+// Far from every later operation, the sweep verifies K freed records per
+// operation: found within ceil(slots / K) operations (the table starts with
+// 1024 slots).
+void write_after_free_then_operate(int k) {
+  std::vector<unsigned char*> blocks;
+  blocks.reserve(300);
+  for (int i = 0; i < 300; ++i) blocks.push_back(static_cast<unsigned char*>(os_malloc(40)));
+  for (int i = 0; i < 300; i += 3) os_free(blocks[static_cast<std::size_t>(i)]);
+  g_bound = (1024 + k - 1) / k + 1;
+  os_set_error_handler(count_and_exit_after_free);
+  unsigned char* victim = blocks[150];
+  unseen(victim + 16, 1, [&] { victim[16] ^= 0x40; });
+  for (g_operations = 1; g_operations < 10 * g_bound; ++g_operations) {
+    void* m = os_malloc(300000);
+    ++g_operations;
+    os_free(m);
+  }
+  _exit(2);  // never reported
+}
+
+TEST_F(ApiLevelDeathTest, WriteAfterFreeFoundByTheSweepWithinTheBound) {
+  check_mode("sweep:8");
+  EXPECT_EXIT(write_after_free_then_operate(8), ::testing::ExitedWithCode(0),
+              "reported after [0-9]+ operations \\(bound 129\\) in os_(malloc|free)");
+}
+
+TEST_F(ApiLevelDeathTest, WriteAfterFreeNotFoundWhenOff) {
+  check_mode("off");
+  EXPECT_EXIT(write_after_free_then_operate(8), ::testing::ExitedWithCode(2), "");
+}
+
+// os_realloc of a freed block keeps the seed's rule (NULL, nothing
+// changed) and, with a check level on, warns.
+TEST_F(ApiLevelDeathTest, ReallocOfAFreedBlockWarns) {
+  check_mode("local");
+  EXPECT_EXIT(
+      {
+        void* a = os_malloc(24);
+        discard(os_malloc(24));
+        os_free(a);
+        void* r = os_realloc(a, 48);
+        _exit(r == nullptr ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0),
+      std::string("^osmem: warning: os_realloc \\(operation 4\\) of a freed block, user pointer ") +
+          kHex + ": returns NULL and changes nothing; freed by operation 3 \\(called from " + kHex +
+          "\\)\n$");
 }
 
 // ---- slack overflow, leaks and statistics (debug records) ---------------------

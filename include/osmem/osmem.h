@@ -122,7 +122,10 @@ enum os_error_kind {
   OS_ERROR_FOREIGN_BREAK,
   /* realloc of a freed block under malloc's rules (libosmem-malloc); the
    * os_* functions keep the seed's rule (NULL, nothing changed). */
-  OS_ERROR_USE_AFTER_FREE
+  OS_ERROR_USE_AFTER_FREE,
+  /* With a check level on (OSMEM_CHECK): a freed block's payload changed
+   * before osmem handed its memory out again (docs/debug-mode.md). */
+  OS_ERROR_WRITE_AFTER_FREE
 };
 
 /* Called on a fatal error with its kind, the operation ("os_free", ...) and
