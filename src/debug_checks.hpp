@@ -126,6 +126,12 @@ class DebugChecks {
   constexpr DebugChecks() = default;
 
   void set_level(const CheckLevel& level) { level_ = level; }
+  // The slack checks: on for os_*. Off under malloc's rules, where
+  // malloc_usable_size gives the user the whole block, slack included.
+  void set_slack_checks(bool on) { slack_checks_ = on; }
+  // The warning for realloc of a freed block: on for os_*, whose rule is a
+  // quiet NULL. Off where that realloc is a fatal error anyway.
+  void set_realloc_warning(bool on) { realloc_warning_ = on; }
   const CheckLevel& level() const { return level_; }
   // The number of the operation in progress (or of the last one).
   std::uint64_t operation() const { return operation_; }
@@ -174,7 +180,9 @@ class DebugChecks {
     heap_ = &heap;
     freeing_capacity_ = 0;
     if (level_.mode == CheckMode::Off) return;
-    if (kind == OpKind::Reallocate && user != nullptr) warn_realloc_of_freed(heap, user);
+    if (kind == OpKind::Reallocate && user != nullptr && realloc_warning_) {
+      warn_realloc_of_freed(heap, user);
+    }
     if (kind != OpKind::Allocate && claims_watched_ && freed_.active() &&
         live_heap_block(heap, user) != nullptr) {
       freeing_capacity_ = sound_capacity(heap, user);  // 0 for a FREE block
@@ -254,7 +262,7 @@ class DebugChecks {
     }
     if (level_.mode != CheckMode::Sweep) return false;
     auto slack = [&](const BlockMeta* b, Violation& v) {
-      if (!records_.active()) return false;
+      if (!records_.active() || !slack_checks_) return false;
       std::size_t capacity = 0;
       {
         const OpenHeader open(b);
@@ -270,7 +278,7 @@ class DebugChecks {
   // The slack of the block at `user`, when it is a sound ALLOC or MAPPED
   // block with a record: true, with the finding, when a byte changed.
   bool check_slack(const HeapT& heap, const void* user, Violation& out) {
-    if (!records_.active() || user == nullptr) return false;
+    if (!records_.active() || !slack_checks_ || user == nullptr) return false;
     if (records_.find(reinterpret_cast<std::uintptr_t>(user)) == nullptr) return false;
     const std::size_t capacity = sound_capacity(heap, user);
     if (capacity == 0) return false;  // not a sound live block: other checks judge it
@@ -336,7 +344,12 @@ class DebugChecks {
         kind_ == OpKind::Free || (kind_ == OpKind::Reallocate && user_ != nullptr &&
                                   result != user_ && (result != nullptr || requested_ == 0));
     if (freed && user != 0) {
-      if (freeing_capacity_ != 0) record_freed(user, freeing_capacity_);
+      // Under malloc's rules the free may have trimmed the block's memory
+      // away (given back with sbrk): then there is nothing to record.
+      if (freeing_capacity_ != 0 &&
+          heap.in_heap(reinterpret_cast<const void*>(user), freeing_capacity_)) {
+        record_freed(user, freeing_capacity_);
+      }
       records_.erase(user);
     }
     if (kind_ == OpKind::Free || result == nullptr) return;
@@ -348,8 +361,7 @@ class DebugChecks {
       const OpenHeader open(b);
       capacity = b->size;
     }
-    (void)heap;
-    fill_slack(const_cast<void*>(result), requested_, capacity);
+    if (slack_checks_) fill_slack(const_cast<void*>(result), requested_, capacity);
   }
 
   void whole(const HeapT& heap, const char* when) {
@@ -547,6 +559,8 @@ class DebugChecks {
   const HeapT* heap_ = nullptr;        // the heap of the operation in progress
   std::size_t freeing_capacity_ = 0;   // of the heap block the operation may free
   FreedRecords freed_;
+  bool slack_checks_ = true;
+  bool realloc_warning_ = true;
   bool claims_watched_ = false;
   std::size_t freed_cursor_ = 0;
   FreedFinding freed_finding_;

@@ -26,7 +26,9 @@
 #include <new>
 
 #include "check_level.hpp"
+#include "debug_checks.hpp"
 #include "heap.hpp"
+#include "leaks.hpp"
 #include "os_source.hpp"
 #include "osmem/malloc.h"
 
@@ -46,10 +48,10 @@ using MallocHeap = Heap<OsSource, MallocConfig>;
 OsSource g_source;
 alignas(MallocHeap) unsigned char g_heap_storage[sizeof(MallocHeap)];
 MallocHeap* g_heap = nullptr;
-// OSMEM_CHECK: full, or every:N[@S] (the whole checker on entry to and exit
-// from each call, or every Nth call from the Sth); off by default.
-CheckLevel g_check;
-std::uint64_t g_calls = 0;
+// The debug checks at the level OSMEM_CHECK chose (docs/debug-mode.md),
+// off by default; without the slack checks, since malloc_usable_size makes
+// the slack the program's to write.
+DebugChecks<MallocHeap> g_checks;
 osmem_malloc_error_handler g_user_handler = nullptr;
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -57,7 +59,9 @@ void forward_error(ErrorKind kind, const char* operation, const void* address) {
   if (g_user_handler != nullptr) {
     g_user_handler(static_cast<os_error_kind>(kind), operation, address);
   } else {
-    print_error(kind, operation, address);
+    print_error_line(kind, operation, address);
+    if (kind == ErrorKind::WriteAfterFree) g_checks.print_freed_finding(2);
+    tool::print_stack();
   }
 }
 
@@ -92,83 +96,75 @@ void ensure_fork_handlers() {
   }
 }
 
+bool env_on(const char* name) {
+  const char* v = getenv(name);
+  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
+}
+
+// Address space for the debug records (block_records.hpp, freed_records.hpp),
+// reserved at the first call when a check level or the leak report wants
+// them: a library constructor would run after libc's first mallocs.
+constexpr std::size_t kRecordsReserve = std::size_t{256} << 20;
+
+void attach_debug_records() {
+  for (std::size_t len = kRecordsReserve; len >= (std::size_t{1} << 20); len /= 2) {
+    if (void* p = os_reserve(len)) {
+      g_checks.attach_records(p, len);
+      return;
+    }
+  }
+}
+
 MallocHeap& heap() {
   if (g_heap == nullptr) {
     g_heap = new (g_heap_storage) MallocHeap(g_source, os_random_cookie());
     g_heap->set_error_handler(forward_error);
     g_heap->set_operation_names(true);
-    read_check_level(g_check);
-    if (g_check.mode == CheckMode::Local || g_check.mode == CheckMode::Sweep) {
-      // The per-block records these levels need are libosmem.so's; here
-      // they are not built yet, so say so instead of checking less quietly.
-      LineBuffer line;
-      line.text("osmem: libosmem-malloc does not have OSMEM_CHECK=local or sweep yet; "
-                "checks are off (use full or every:N)\n");
-      line.flush(2);
-      g_check.mode = CheckMode::Off;
-    }
+    CheckLevel level;
+    read_check_level(level);
+    g_checks.set_level(level);
+    g_checks.set_slack_checks(false);
+    g_checks.set_realloc_warning(false);  // rule M9: a fatal use after free
+    if (level.mode != CheckMode::Off || env_on("OSMEM_LEAKS")) attach_debug_records();
+    if (level.mode != CheckMode::Off) g_checks.watch_claims(*g_heap);
   }
   return *g_heap;
 }
 
-std::size_t report_violations(const MallocHeap& h, const char* operation, const char* when) {
-  constexpr std::size_t kShown = 8;
-  Violation found[kShown];
-  const std::size_t n = h.check(found, kShown);
-  LineBuffer line;
-  for (std::size_t i = 0; i < n && i < kShown; ++i) {
-    line.text("osmem: heap inconsistent ")
-        .text(when)
-        .text(" ")
-        .text(operation)
-        .text(": ")
-        .text(invariant_name(found[i].invariant))
-        .text(" at block ")
-        .hex(reinterpret_cast<unsigned long long>(found[i].block))
-        .text("\n");
-    line.flush(2);
-    h.describe(found[i].block, 2);
-  }
-  return n;
+void lock_heap() {
+  ensure_fork_handlers();
+  pthread_mutex_lock(&g_lock);
 }
 
-bool check_now() {
-  switch (g_check.mode) {
-    case CheckMode::Full:
-      return true;
-    case CheckMode::Every:
-      return g_calls >= g_check.start && (g_calls - g_check.start) % g_check.every == 0;
-    default:
-      return false;
-  }
-}
-
-void check_or_die(const MallocHeap& h, const char* operation, const char* when) {
-  if (check_now() && report_violations(h, operation, when) != 0) {
-    report(h.error_handler(), ErrorKind::HeapInconsistent, operation, nullptr);
-  }
-}
-
-// Holds the heap lock for one call, with the debug checks around it, and
-// keeps errno as the caller left it unless the call sets it on purpose.
+// Holds the heap lock for one allocation call, with the debug checks around
+// it (debug_checks.hpp: before on entry, after with the pointer handed
+// out), and keeps errno as the caller left it unless the call sets it on
+// purpose.
 class Call {
  public:
-  explicit Call(const char* name) : name_(name) {
-    ensure_fork_handlers();
-    pthread_mutex_lock(&g_lock);
-    ++g_calls;
-    check_or_die(heap(), name_, "on entry to");
+  Call(const char* name, OpKind kind, const void* user, std::size_t requested, const void* caller) {
+    lock_heap();
+    g_checks.before(heap(), name, kind, user, requested, caller);
   }
-  ~Call() {
-    check_or_die(heap(), name_, "on exit from");
-    pthread_mutex_unlock(&g_lock);
-  }
+  ~Call() { pthread_mutex_unlock(&g_lock); }
   Call(const Call&) = delete;
   Call& operator=(const Call&) = delete;
   MallocHeap& heap() { return osmem::heap(); }
+  void* result(void* p) {
+    g_checks.after(heap(), p);
+    return p;
+  }
+  void done() { g_checks.after(heap(), nullptr); }
+};
 
- private:
-  const char* name_;
+// The lock alone, for calls that hand out and take back nothing.
+class Locked {
+ public:
+  Locked() { lock_heap(); }
+  ~Locked() { pthread_mutex_unlock(&g_lock); }
+  Locked(const Locked&) = delete;
+  Locked& operator=(const Locked&) = delete;
+  MallocHeap& heap() { return osmem::heap(); }
 };
 
 bool power_of_two(std::size_t a) {
@@ -183,6 +179,10 @@ std::size_t page_size() {
 }  // namespace osmem
 
 using osmem::Call;
+using osmem::Locked;
+using osmem::OpKind;
+
+#define OSMEM_CALLER __builtin_return_address(0)
 
 #define OSMEM_MALLOC_EXPORT extern "C" __attribute__((visibility("default")))
 // The test kit builds this file a second time with every allocation
@@ -195,27 +195,31 @@ using osmem::Call;
 #endif
 
 OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(malloc)(size_t size) noexcept {
-  Call call("malloc");
-  return call.heap().malloc(size);
+  Call call("malloc", OpKind::Allocate, nullptr, size, OSMEM_CALLER);
+  return call.result(call.heap().malloc(size));
 }
 
 OSMEM_MALLOC_EXPORT void OSMEM_MALLOC_FN(free)(void* ptr) noexcept {
   if (ptr == nullptr) return;
-  Call call("free");
+  Call call("free", OpKind::Free, ptr, 0, OSMEM_CALLER);
   call.heap().free(ptr);
+  call.done();
 }
 
 OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(calloc)(size_t nmemb, size_t size) noexcept {
-  Call call("calloc");
-  return call.heap().calloc(nmemb, size);
+  std::size_t total = 0;
+  if (__builtin_mul_overflow(nmemb, size, &total)) total = 0;
+  Call call("calloc", OpKind::Allocate, nullptr, total, OSMEM_CALLER);
+  return call.result(call.heap().calloc(nmemb, size));
 }
 
 OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(realloc)(void* ptr, size_t size) noexcept {
-  Call call("realloc");
-  return call.heap().realloc(ptr, size);
+  Call call("realloc", OpKind::Reallocate, ptr, size, OSMEM_CALLER);
+  return call.result(call.heap().realloc(ptr, size));
 }
 
-OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(reallocarray)(void* ptr, size_t nmemb, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(reallocarray)(void* ptr, size_t nmemb,
+                                                        size_t size) noexcept {
   size_t total = 0;
   if (__builtin_mul_overflow(nmemb, size, &total)) {
     errno = ENOMEM;
@@ -233,8 +237,8 @@ OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(memalign)(size_t alignment, size_t siz
   }
   std::size_t a = 1;
   while (a < alignment) a <<= 1;
-  Call call("memalign");
-  return call.heap().aligned_malloc(a, size);
+  Call call("memalign", OpKind::Allocate, nullptr, size, OSMEM_CALLER);
+  return call.result(call.heap().aligned_malloc(a, size));
 }
 
 // C17 7.22.3.1 and glibc 2.38: the alignment must be a power of two.
@@ -243,19 +247,20 @@ OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(aligned_alloc)(size_t alignment, size_
     errno = EINVAL;
     return nullptr;
   }
-  Call call("aligned_alloc");
-  return call.heap().aligned_malloc(alignment, size);
+  Call call("aligned_alloc", OpKind::Allocate, nullptr, size, OSMEM_CALLER);
+  return call.result(call.heap().aligned_malloc(alignment, size));
 }
 
 // POSIX: a power of two that is a multiple of sizeof(void*), else EINVAL;
 // errors are returned, errno is left alone.
-OSMEM_MALLOC_EXPORT int OSMEM_MALLOC_FN(posix_memalign)(void** out, size_t alignment, size_t size) noexcept {
+OSMEM_MALLOC_EXPORT int OSMEM_MALLOC_FN(posix_memalign)(void** out, size_t alignment,
+                                                        size_t size) noexcept {
   if (!osmem::power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
   const int saved = errno;
   void* p = nullptr;
   {
-    Call call("posix_memalign");
-    p = call.heap().aligned_malloc(alignment, size);
+    Call call("posix_memalign", OpKind::Allocate, nullptr, size, OSMEM_CALLER);
+    p = call.result(call.heap().aligned_malloc(alignment, size));
   }
   errno = saved;
   if (p == nullptr) return ENOMEM;
@@ -264,8 +269,8 @@ OSMEM_MALLOC_EXPORT int OSMEM_MALLOC_FN(posix_memalign)(void** out, size_t align
 }
 
 OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(valloc)(size_t size) noexcept {
-  Call call("valloc");
-  return call.heap().aligned_malloc(osmem::page_size(), size);
+  Call call("valloc", OpKind::Allocate, nullptr, size, OSMEM_CALLER);
+  return call.result(call.heap().aligned_malloc(osmem::page_size(), size));
 }
 
 // pvalloc: whole pages, at least one.
@@ -276,18 +281,18 @@ OSMEM_MALLOC_EXPORT void* OSMEM_MALLOC_FN(pvalloc)(size_t size) noexcept {
     return nullptr;
   }
   const std::size_t rounded = size == 0 ? page : (size + page - 1) / page * page;
-  Call call("pvalloc");
-  return call.heap().aligned_malloc(page, rounded);
+  Call call("pvalloc", OpKind::Allocate, nullptr, rounded, OSMEM_CALLER);
+  return call.result(call.heap().aligned_malloc(page, rounded));
 }
 
 OSMEM_MALLOC_EXPORT size_t OSMEM_MALLOC_FN(malloc_usable_size)(void* ptr) noexcept {
   if (ptr == nullptr) return 0;
-  Call call("malloc_usable_size");
+  Locked call;
   return call.heap().usable_size(ptr);
 }
 
 OSMEM_MALLOC_EXPORT int OSMEM_MALLOC_FN(malloc_trim)(size_t pad) noexcept {
-  Call call("malloc_trim");
+  Locked call;
   return call.heap().trim(pad) ? 1 : 0;
 }
 
@@ -315,7 +320,7 @@ OSMEM_MALLOC_EXPORT struct mallinfo2 OSMEM_MALLOC_FN(mallinfo2)(void) noexcept {
   struct os_heap_stats s = {};
   std::size_t top_free = 0;
   {
-    Call call("mallinfo2");
+    Locked call;
     call.heap().stats(&s);
     top_free = call.heap().top_free_bytes();
   }
@@ -348,10 +353,10 @@ OSMEM_MALLOC_EXPORT struct mallinfo OSMEM_MALLOC_FN(mallinfo)(void) noexcept {
 // Like glibc's, on stderr; the numbers are os_heap_stats'.
 namespace osmem {
 namespace {
-void print_stats(int fd) {
+void print_malloc_stats(int fd) {
   struct os_heap_stats s = {};
   {
-    Call call("malloc_stats");
+    Locked call;
     call.heap().stats(&s);
   }
   LineBuffer line;
@@ -374,19 +379,39 @@ void print_stats(int fd) {
 // before the library's destructor runs.
 int g_report_fd = -1;
 
-bool env_on(const char* name) {
-  const char* v = getenv(name);
-  return v != nullptr && v[0] != '\0' && std::strcmp(v, "0") != 0;
-}
-
 __attribute__((constructor)) void keep_stderr_for_reports() {
-  if (env_on("OSMEM_STATS")) g_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+  if (env_on("OSMEM_STATS") || env_on("OSMEM_LEAKS")) g_report_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+}
+}  // namespace
+}  // namespace osmem
+
+namespace osmem {
+namespace {
+// The blocks still allocated, by size and caller (leaks.hpp). Callers are
+// not named: dladdr could allocate, and this library is malloc. A thread
+// still inside a call at exit holds the lock: say so rather than wait.
+void print_leaks_at_exit(int fd) {
+  ensure_fork_handlers();
+  if (pthread_mutex_trylock(&g_lock) != 0) {
+    LineBuffer line;
+    line.text("osmem: no leak report at exit: another thread is inside malloc\n");
+    line.flush(fd);
+    return;
+  }
+  if (g_checks.records().active()) {
+    print_leaks(g_checks.records(), nullptr, fd);
+  } else {
+    LineBuffer line;
+    line.text("osmem: no leak report: the records could not be reserved\n");
+    line.flush(fd);
+  }
+  pthread_mutex_unlock(&g_lock);
 }
 }  // namespace
 }  // namespace osmem
 
 OSMEM_MALLOC_EXPORT void OSMEM_MALLOC_FN(malloc_stats)(void) noexcept {
-  osmem::print_stats(2);
+  osmem::print_malloc_stats(2);
 }
 
 // ---- reports at exit ------------------------------------------------------------
@@ -396,9 +421,9 @@ OSMEM_MALLOC_EXPORT void OSMEM_MALLOC_FN(malloc_stats)(void) noexcept {
 // and `osmem run --heapmap` ask for. A destructor, so it runs after main and
 // the program's atexit handlers.
 __attribute__((destructor)) static void osmem_malloc_reports_at_exit() {
-  if (osmem::env_on("OSMEM_STATS")) {
-    osmem::print_stats(osmem::g_report_fd >= 0 ? osmem::g_report_fd : 2);
-  }
+  const int fd = osmem::g_report_fd >= 0 ? osmem::g_report_fd : 2;
+  if (osmem::env_on("OSMEM_STATS")) osmem::print_malloc_stats(fd);
+  if (osmem::env_on("OSMEM_LEAKS")) osmem::print_leaks_at_exit(fd);
   if (const char* path = getenv("OSMEM_DUMP"); path != nullptr && path[0] != '\0') {
     const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -417,7 +442,8 @@ __attribute__((destructor)) static void osmem_malloc_reports_at_exit() {
 OSMEM_MALLOC_EXPORT int osmem_malloc_heap_check(void) {
   osmem::ensure_fork_handlers();
   pthread_mutex_lock(&osmem::g_lock);
-  const std::size_t n = osmem::report_violations(osmem::heap(), "osmem_malloc_heap_check", "in");
+  const std::size_t n =
+      osmem::report_violations(osmem::heap(), "osmem_malloc_heap_check", "in", 0, 8);
   pthread_mutex_unlock(&osmem::g_lock);
   return n > 0x7fffffff ? 0x7fffffff : static_cast<int>(n);
 }

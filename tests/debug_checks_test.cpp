@@ -415,6 +415,12 @@ void unseen(void* p, std::size_t n, F write) {
 
 constexpr char kHex[] = "0x[0-9a-f]+";
 
+std::string hex_of(const void* p) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%p", p);
+  return buf;
+}
+
 TEST_F(ApiLevelDeathTest, UnknownValueWarnsOnceNamingTheValidOnes) {
   check_mode("sweeep");
   EXPECT_EXIT(
@@ -580,8 +586,27 @@ TEST_F(ApiLevelDeathTest, WriteAfterFreeInThePartASplitLeft) {
         unseen(a + 200, 1, [&] { a[200] = 0x5a; });
         discard(os_malloc(100));  // the rest
       },
-      "write after free in os_malloc (.|\n)*256 bytes requested by operation 1 (.|\n)*"
-      "first changed byte: 200 \\(the 8-byte word at offset 200 reads 0x5a, was 0x0\\)");
+      "write after free in os_malloc at " + hex_of(a) + ": (.|\n)*user pointer " + hex_of(a) +
+          ", (.|\n)*256 bytes requested by operation 1 (.|\n)*"
+          "first changed byte: 200 \\(the 8-byte word at offset 200 reads 0x5a, was 0x0\\)");
+}
+
+// realloc growing a block into the freed block after it reads that block's
+// memory first.
+TEST_F(ApiLevelDeathTest, WriteAfterFreeFoundWhenReallocGrowsIntoIt) {
+  check_mode("local");
+  auto* a = static_cast<unsigned char*>(os_malloc(24));
+  auto* b = static_cast<unsigned char*>(os_malloc(64));
+  ASSERT_NE(os_malloc(24), nullptr);  // keeps b from the top
+  std::memset(b, 0, 64);
+  os_free(b);
+  EXPECT_DEATH(
+      {
+        unseen(b + 40, 1, [&] { b[40] = 0x01; });
+        discard(os_realloc(a, 80));  // grows into b's block
+      },
+      "write after free in os_realloc at " + hex_of(b) +
+          ": (.|\n)*64 bytes requested by operation 2 (.|\n)*first changed byte: 40 ");
 }
 
 // Several words changed: found, not located.
