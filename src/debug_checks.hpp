@@ -437,8 +437,8 @@ class DebugChecks {
 
   void verify_freed(const FreedRecord& r, const char* found) {
     const auto* p = reinterpret_cast<const void*>(r.user());
+    if (hash_payload(p, r.bytes) == r.sums.hash) return;
     const PayloadSums now = sum_payload(p, r.bytes);
-    if (same_sums(now, r.sums)) return;
     freed_finding_ = FreedFinding{r, locate_change(p, r.bytes, r.sums, now), found};
     report(heap_ != nullptr ? heap_->error_handler() : nullptr, ErrorKind::WriteAfterFree, name_,
            reinterpret_cast<const void*>(r.user() - r.offset));

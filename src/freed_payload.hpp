@@ -44,15 +44,19 @@ inline constexpr std::size_t kLocatableWords = std::size_t{1} << 20;
 using AliasedWord = std::uint64_t __attribute__((may_alias));
 
 namespace detail {
-inline std::uint64_t mix_word(std::uint64_t w, std::uint64_t i) {
-  // A multiply-xorshift finaliser over the word and its position: every
-  // input bit reaches every output bit.
-  std::uint64_t x = w ^ (i * 0x9e3779b97f4a7c15ULL);
-  x ^= x >> 32;
+// Word i's term of the hash: the word keyed by its position, then an
+// xorshift-multiply-xorshift (a bijection, one multiply). The xorshifts make
+// the sum of terms non-linear in the words, so that structured changes that
+// keep a plain or multiplied sum (a counter incremented and another
+// decremented) still change the hash.
+inline std::uint64_t hash_term(std::uint64_t w, std::uint64_t key) {
+  std::uint64_t x = w ^ key;
+  x ^= x >> 29;
   x *= 0xd6e8feb86659fd93ULL;
   x ^= x >> 32;
   return x;
 }
+inline constexpr std::uint64_t kKeyStep = 0x9e3779b97f4a7c15ULL;
 }  // namespace detail
 
 // The sums of the `bytes` bytes at p (bytes a multiple of 8, p 8-aligned).
@@ -65,19 +69,31 @@ OSMEM_NO_SANITIZE_READS inline PayloadSums sum_payload(const void* p, std::size_
   const auto* words = static_cast<const AliasedWord*>(p);
   const tool::Reveal open(p, bytes);
   const std::size_t n = bytes / 8;
-  for (std::size_t i = 0; i < n; ++i) {
+  std::uint64_t key = 0;
+  for (std::size_t i = 0; i < n; ++i, key += detail::kKeyStep) {
     const std::uint64_t w = words[i];
+    s.s0 += w;
     if (i < kLocatableWords) {
-      const unsigned __int128 k = i + 1;
-      s.s0 += w;
-      s.s1 += k * w;
-      s.s2 += k * k * w;
-    } else {
-      s.s0 += w;
+      const std::uint64_t k = i + 1;
+      s.s1 += static_cast<unsigned __int128>(k) * w;
+      s.s2 += static_cast<unsigned __int128>(k * k) * w;
     }
-    s.hash += detail::mix_word(w, i);
+    s.hash += detail::hash_term(w, key);
   }
   return s;
+}
+
+// The hash alone, for verification: one multiply per word. The moments are
+// summed again only when the hash differs, to locate the change.
+OSMEM_NO_SANITIZE_READS inline std::uint64_t hash_payload(const void* p, std::size_t bytes) {
+  const auto* words = static_cast<const AliasedWord*>(p);
+  const tool::Reveal open(p, bytes);
+  std::uint64_t h = 0;
+  std::uint64_t key = 0;
+  for (std::size_t i = 0; i < bytes / 8; ++i, key += detail::kKeyStep) {
+    h += detail::hash_term(words[i], key);
+  }
+  return h;
 }
 
 inline bool same_sums(const PayloadSums& a, const PayloadSums& b) {
