@@ -34,6 +34,8 @@ DebugChecks<ProcessHeap> g_checks;
 os_error_handler g_user_handler = nullptr;
 pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
+bool symbolise(std::uintptr_t address, LineBuffer& line);
+
 void forward_error(ErrorKind kind, const char* operation, const void* address) {
   if (g_user_handler != nullptr) {
     g_user_handler(static_cast<os_error_kind>(kind), operation, address);
@@ -42,7 +44,16 @@ void forward_error(ErrorKind kind, const char* operation, const void* address) {
     // build: diagnosis.hpp), then the stack where a memory tool prints one.
     print_error_line(kind, operation, address);
     if (g_heap != nullptr) print_diagnosis(*g_heap, kind, g_checks.operation(), address, 2);
-    if (kind == ErrorKind::WriteAfterFree) g_checks.print_freed_finding(2);
+    if (kind == ErrorKind::WriteAfterFree) g_checks.print_freed_finding(2, symbolise);
+    if (kind == ErrorKind::DoubleFree) {
+      g_checks.print_history(address, "  history: ", 2, symbolise);
+    } else if (kind == ErrorKind::HeaderCorrupted && g_heap != nullptr) {
+      const Location at = locate_in_heap(*g_heap, address);
+      if (at.damaged != nullptr && at.before != nullptr) {
+        g_checks.print_history(at.before->payload(), "  history of the block before it: ", 2,
+                               symbolise);
+      }
+    }
     tool::print_stack();
   }
 }
@@ -96,8 +107,7 @@ CheckLevel check_level_quietly() {
   return level;
 }
 
-__attribute__((constructor(101))) void reserve_debug_records() {
-  if (check_level_quietly().mode == CheckMode::Off && !env_is_one("OSMEM_LEAKS")) return;
+void reserve_debug_records_now() {
   for (std::size_t len = kRecordsReserve; len >= (std::size_t{1} << 20); len /= 2) {
     if (void* p = os_reserve(len)) {
       g_records_area = p;
@@ -105,6 +115,11 @@ __attribute__((constructor(101))) void reserve_debug_records() {
       return;
     }
   }
+}
+
+__attribute__((constructor(101))) void reserve_debug_records() {
+  if (check_level_quietly().mode == CheckMode::Off && !env_is_one("OSMEM_LEAKS")) return;
+  reserve_debug_records_now();
 }
 
 // A caller's symbol, from the dynamic symbol tables. Safe here: whatever
@@ -166,6 +181,11 @@ ProcessHeap& heap() {
     parse_check_level(OSMEM_DEFAULT_CHECK, level);
     read_check_level(level);
     g_checks.set_level(level);
+    // Reserved at load when the environment asked for it then; a process
+    // that set OSMEM_CHECK after loading (a forked child) reserves here.
+    if (g_records_area == nullptr && (level.mode != CheckMode::Off || env_is_one("OSMEM_LEAKS"))) {
+      reserve_debug_records_now();
+    }
     if (g_records_area != nullptr) g_checks.attach_records(g_records_area, g_records_bytes);
     // Freed payloads are recorded only with a check level on: then the
     // engine says when it reuses their memory.

@@ -447,24 +447,63 @@ class DebugChecks {
  public:
   // The details of the last write after free found, after the report's
   // first line (the API's error handler prints them).
-  void print_freed_finding(int fd) const {
+  // What the records say of the block at `user` (its request, who
+  // allocated it, who freed it), as one line starting with `label`; nothing
+  // when no record has it. After a fatal report's diagnosis: for a double
+  // free the block's history, for a damaged header the history of the block
+  // before it, the likely culprit. `symbolise` as for print_freed_finding.
+  void print_history(const void* user, const char* label, int fd,
+                     bool (*symbolise)(std::uintptr_t, LineBuffer&) = nullptr) const {
+    const auto a = reinterpret_cast<std::uintptr_t>(user);
+    LineBuffer line;
+    auto caller = [&](std::uintptr_t address) {
+      line.text(" (called from ").hex(address);
+      if (symbolise != nullptr && address != 0) {
+        line.text(": ");
+        if (!symbolise(address, line)) line.text("no symbol");
+      }
+      line.text(")");
+    };
+    if (const AllocRecord* r = records_.find(a)) {
+      line.text(label).dec(r->requested).text(" bytes requested by operation ").dec(r->operation);
+      caller(r->caller);
+      line.text(", not freed\n");
+    } else if (const FreedRecord* f = freed_.find(a); f != nullptr && f->offset == 0) {
+      line.text(label);
+      if (f->allocated != 0) {
+        line.dec(f->requested).text(" bytes requested by operation ").dec(f->allocated);
+        caller(f->allocated_by);
+        line.text(", ");
+      }
+      line.text("freed by operation ").dec(f->freed);
+      caller(f->freed_by);
+      line.text("\n");
+    } else {
+      return;
+    }
+    line.flush(fd);
+  }
+
+  // `symbolise` (may be null) names a caller's address (leaks.hpp).
+  void print_freed_finding(int fd, bool (*symbolise)(std::uintptr_t, LineBuffer&) = nullptr) const {
     const FreedFinding& f = freed_finding_;
+    auto caller = [&](LineBuffer& line, std::uintptr_t address) -> LineBuffer& {
+      line.text("(called from ").hex(address);
+      if (symbolise != nullptr && address != 0) {
+        line.text(": ");
+        if (!symbolise(address, line)) line.text("no symbol");
+      }
+      return line.text(")");
+    };
     const FreedRecord& r = f.record;
     LineBuffer line;
     line.text("  the block: ");
     if (r.allocated != 0) {
-      line.dec(r.requested)
-          .text(" bytes requested by operation ")
-          .dec(r.allocated)
-          .text(" (called from ")
-          .hex(r.allocated_by)
-          .text("), ");
+      line.dec(r.requested).text(" bytes requested by operation ").dec(r.allocated).text(" ");
+      caller(line, r.allocated_by).text(", ");
     }
-    line.text("freed by operation ")
-        .dec(r.freed)
-        .text(" (called from ")
-        .hex(r.freed_by)
-        .text(")\n");
+    line.text("freed by operation ").dec(r.freed).text(" ");
+    caller(line, r.freed_by).text("\n");
     line.flush(fd);
     if (f.change.located) {
       line.text("  first changed byte: ")

@@ -584,8 +584,8 @@ TEST_F(ApiLevelDeathTest, WriteAfterFreeFoundWhenTheMemoryIsReused) {
           "\n  broken rule: a freed block's payload is not written until osmem hands it out "
           "again\n"
           "  the block: 24 bytes requested by operation 1 \\(called from " +
-          kHex + "\\), freed by operation 3 \\(called from " + kHex +
-          "\\)\n"
+          kHex + ": [^)]*\\), freed by operation 3 \\(called from " + kHex +
+          ": [^)]*\\)\n"
           "  first changed byte: 8 \\(the 8-byte word at offset 8 reads 0x1111111111111122, was "
           "0x1111111111111111\\)\n"
           "  found by: its memory was about to be used again\n"

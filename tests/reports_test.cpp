@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <regex>
 #include <string>
 
 #include "osmem/osmem.h"
@@ -123,9 +124,25 @@ std::string without_stack(const std::string& err) {
   return out;
 }
 
+// The report without its "  history..." lines, which appear only when the
+// debug records exist (a check level on when the library loaded); the
+// History tests below check them.
+std::string without_history(const std::string& err) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < err.size()) {
+    std::size_t end = err.find('\n', pos);
+    if (end == std::string::npos) end = err.size();
+    const std::string line = err.substr(pos, end - pos);
+    if (line.rfind("  history", 0) != 0) out += line + "\n";
+    pos = end + 1;
+  }
+  return out;
+}
+
 void expect_report(const Outcome& o, const std::string& want) {
   EXPECT_TRUE(o.aborted) << o.err;
-  const std::string got = without_stack(o.err);
+  const std::string got = without_history(without_stack(o.err));
   if (tool::kEnabled && tool::active()) {
     EXPECT_EQ(got.substr(0, want.size()), want);
   } else {
@@ -312,6 +329,47 @@ TEST(Report, WildPointer) {
                        "pointer, or a mapped block freed already\n");
 }
 
+// With a check level on, the records give a block's history: for a double
+// free, who allocated and who freed it; for a damaged header, who
+// allocated the block before it (the likely culprit).
+TEST(History, DoubleFreeNamesWhoAllocatedAndFreed) {
+  const Outcome o = run_child("local", [] {
+    void* a = os_malloc(40);
+    void* b = os_malloc(24);
+    send("a", a);
+    send("b", b);
+    os_free(a);
+    os_free(a);
+  });
+  EXPECT_TRUE(o.aborted);
+  const std::string got = without_stack(o.err);
+  EXPECT_NE(got.find("osmem: double free in os_free at " + hex(o.at.at("a"))), std::string::npos)
+      << got;
+  EXPECT_TRUE(std::regex_search(
+      got, std::regex("\n  history: 40 bytes requested by operation 1 \\(called from 0x[0-9a-f]+: "
+                      "[^)]*\\), freed by operation 3 \\(called from 0x[0-9a-f]+: [^)]*\\)\n")))
+      << got;
+}
+
+TEST(History, DamagedHeaderNamesWhoAllocatedTheBlockBefore) {
+  const Outcome o = run_child("local", [] {
+    auto* a = static_cast<unsigned char*>(os_malloc(24));
+    void* b = os_malloc(40);
+    void* c = os_malloc(24);
+    send("a", a);
+    send("b", b);
+    send("c", c);
+    unseen(a + 24, 1, [&] { a[24] ^= 0x01; });
+    os_free(b);
+  });
+  EXPECT_TRUE(o.aborted);
+  const std::string got = without_stack(o.err);
+  EXPECT_TRUE(std::regex_search(got, std::regex("\n  history of the block before it: 24 bytes "
+                                                "requested by operation 1 \\(called from "
+                                                "0x[0-9a-f]+: [^)]*\\), not freed\n")))
+      << got;
+}
+
 TEST(ErrorName, NamesEveryKind) {
   EXPECT_STREQ(os_error_name(OS_ERROR_DOUBLE_FREE), "double free");
   EXPECT_STREQ(os_error_name(OS_ERROR_INVALID_POINTER), "invalid pointer");
@@ -320,6 +378,7 @@ TEST(ErrorName, NamesEveryKind) {
   EXPECT_STREQ(os_error_name(OS_ERROR_HEAP_INCONSISTENT), "heap inconsistent");
   EXPECT_STREQ(os_error_name(OS_ERROR_FOREIGN_BREAK), "foreign break");
   EXPECT_STREQ(os_error_name(OS_ERROR_USE_AFTER_FREE), "use after free");
+  EXPECT_STREQ(os_error_name(OS_ERROR_WRITE_AFTER_FREE), "write after free");
   EXPECT_STREQ(os_error_name(0), "unknown error");
   EXPECT_STREQ(os_error_name(99), "unknown error");
   EXPECT_STREQ(os_error_name(-1), "unknown error");
