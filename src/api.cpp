@@ -47,10 +47,16 @@ void forward_error(ErrorKind kind, const char* operation, const void* address) {
     if (kind == ErrorKind::WriteAfterFree) g_checks.print_freed_finding(2, symbolise);
     if (kind == ErrorKind::DoubleFree) {
       g_checks.print_history(address, "  history: ", 2, symbolise);
-    } else if (kind == ErrorKind::HeaderCorrupted && g_heap != nullptr) {
+    } else if (g_heap != nullptr &&
+               (kind == ErrorKind::HeaderCorrupted || kind == ErrorKind::InvalidPointer ||
+                kind == ErrorKind::MisalignedPointer)) {
       const Location at = locate_in_heap(*g_heap, address);
+      const BlockMeta* into = at.block != nullptr ? at.block : locate_in_mappings(*g_heap, address);
       if (at.damaged != nullptr && at.before != nullptr) {
         g_checks.print_history(at.before->payload(), "  history of the block before it: ", 2,
+                               symbolise);
+      } else if (into != nullptr && into->payload() != address) {
+        g_checks.print_history(into->payload(), "  history of the block it points into: ", 2,
                                symbolise);
       }
     }

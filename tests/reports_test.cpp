@@ -370,6 +370,20 @@ TEST(History, DamagedHeaderNamesWhoAllocatedTheBlockBefore) {
       << got;
 }
 
+TEST(History, InteriorPointerNamesWhoAllocatedTheBlock) {
+  const Outcome o = run_child("local", [] {
+    auto* a = static_cast<char*>(os_malloc(64));
+    send("a", a);
+    os_free(a + 8);
+  });
+  EXPECT_TRUE(o.aborted);
+  const std::string got = without_stack(o.err);
+  EXPECT_TRUE(std::regex_search(got, std::regex("\n  history of the block it points into: 64 "
+                                                "bytes requested by operation 1 \\(called from "
+                                                "0x[0-9a-f]+: [^)]*\\), not freed\n")))
+      << got;
+}
+
 TEST(ErrorName, NamesEveryKind) {
   EXPECT_STREQ(os_error_name(OS_ERROR_DOUBLE_FREE), "double free");
   EXPECT_STREQ(os_error_name(OS_ERROR_INVALID_POINTER), "invalid pointer");
