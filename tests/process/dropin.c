@@ -7,7 +7,9 @@
  * (an SSE store into every block), malloc(0), realloc(p, 0), the aligned
  * family and its EINVAL cases, ENOMEM, a buffer grown to 64 MiB in 64 KiB
  * steps without a copy per step (mremap), the top of the heap given back
- * after a free, and a clean heap check at the end.
+ * after a free, glibc's mallopt, mallinfo, mallinfo2 and malloc_stats (their
+ * numbers osmem's), an error handler that sees a double free, and a clean
+ * heap check at the end.
  *
  * Exit status 0 when every check passed; each failure is printed. */
 #define _GNU_SOURCE
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -31,18 +34,19 @@
 
 static int g_failures;
 
-#define CHECK(cond, ...)                                       \
-  do {                                                         \
-    if (!(cond)) {                                             \
-      ++g_failures;                                            \
+#define CHECK(cond, ...)                                      \
+  do {                                                        \
+    if (!(cond)) {                                            \
+      ++g_failures;                                           \
       fprintf(stderr, "dropin: %s:%d: ", __FILE__, __LINE__); \
-      fprintf(stderr, __VA_ARGS__);                            \
-      fputc('\n', stderr);                                     \
-    }                                                          \
+      fprintf(stderr, __VA_ARGS__);                           \
+      fputc('\n', stderr);                                    \
+    }                                                         \
   } while (0)
 
 #pragma weak osmem_malloc_heap_stats
 #pragma weak osmem_malloc_heap_check
+#pragma weak osmem_malloc_set_error_handler
 
 static struct os_heap_stats stats(void) {
   struct os_heap_stats s;
@@ -179,8 +183,114 @@ static void trim(void) {
         "freeing 1 MiB at the top of the heap gave back %td bytes", peak - after);
 }
 
+/* The EINVAL and ENOMEM cases no size can satisfy. */
+static void impossible_requests(void) {
+  volatile size_t huge_alignment = SIZE_MAX / 2 + 2; /* no power of two above it fits */
+  errno = 0;
+  CHECK(memalign(huge_alignment, 10) == NULL && errno == EINVAL,
+        "memalign(SIZE_MAX / 2 + 2) must fail with EINVAL");
+  volatile size_t huge = SIZE_MAX - 10; /* whole pages of it overflow */
+  errno = 0;
+  CHECK(pvalloc(huge) == NULL && errno == ENOMEM, "pvalloc(SIZE_MAX - 10) must fail with ENOMEM");
+}
+
+/* glibc's tuning and statistics interfaces: the parameters glibc knows are
+ * accepted (and ignored), others refused; mallinfo2 and mallinfo give
+ * osmem's own numbers. */
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations" /* mallinfo */
+#endif
+static void glibc_statistics(void) {
+  CHECK(mallopt(M_MMAP_THRESHOLD, 1 << 20) == 1, "mallopt(M_MMAP_THRESHOLD) must be accepted");
+  CHECK(mallopt(M_ARENA_MAX, 1) == 1, "mallopt(M_ARENA_MAX) must be accepted");
+  CHECK(mallopt(-12345, 1) == 0, "mallopt of an unknown parameter must return 0");
+
+  void* volatile small = malloc(1000);
+  void* volatile big = malloc(1 << 20); /* above the mmap threshold */
+  const struct mallinfo2 m2 = mallinfo2();
+  const struct os_heap_stats s = stats();
+  CHECK(m2.arena == s.heap_span && m2.uordblks == s.heap_bytes_in_use &&
+            m2.fordblks == s.heap_bytes_free && m2.ordblks == s.free_blocks &&
+            m2.hblks == s.mapped_blocks && m2.hblkhd == s.mapped_bytes,
+        "mallinfo2 must give osmem's statistics");
+  CHECK(m2.uordblks >= 1008 && m2.hblks >= 1 && m2.hblkhd >= (size_t)1 << 20,
+        "mallinfo2 does not count the blocks just allocated (%zu bytes in use, %zu mappings)",
+        m2.uordblks, m2.hblks);
+  CHECK(m2.keepcost <= m2.fordblks, "mallinfo2: keepcost %zu above the free bytes %zu", m2.keepcost,
+        m2.fordblks);
+  const struct mallinfo m = mallinfo();
+  CHECK((size_t)m.uordblks == m2.uordblks && (size_t)m.hblks == m2.hblks &&
+            (size_t)m.hblkhd == m2.hblkhd && (size_t)m.arena == m2.arena,
+        "mallinfo must agree with mallinfo2 below 2 GiB");
+  free(big);
+  free(small);
+  const struct mallinfo2 after = mallinfo2();
+  CHECK(after.hblks + 1 == m2.hblks && after.uordblks + 1008 <= m2.uordblks,
+        "mallinfo2 does not see the frees");
+}
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+/* malloc_stats prints osmem's numbers on stderr. */
+static void malloc_stats_output(void) {
+  FILE* out = tmpfile();
+  CHECK(out != NULL, "tmpfile failed");
+  if (out == NULL) return;
+  fflush(stderr);
+  const int saved = dup(2);
+  dup2(fileno(out), 2);
+  malloc_stats();
+  dup2(saved, 2);
+  close(saved);
+  char text[1024] = {0};
+  rewind(out);
+  const size_t n = fread(text, 1, sizeof text - 1, out);
+  fclose(out);
+  char expect[64];
+  snprintf(expect, sizeof expect, "osmem heap of process %ld:", (long)getpid());
+  CHECK(n > 0 && strstr(text, expect) != NULL && strstr(text, "in use bytes") != NULL &&
+            strstr(text, "calls:      sbrk ") != NULL,
+        "malloc_stats printed: %s", text);
+}
+
+/* A handler set with osmem_malloc_set_error_handler sees a double free
+ * (kind, function, address) instead of the default report; in a child,
+ * which it leaves with the verdict as its exit status. */
+static void* volatile g_double_freed;
+
+static void exit_with_verdict(enum os_error_kind kind, const char* operation, const void* address) {
+  _exit(kind == OS_ERROR_DOUBLE_FREE && strcmp(operation, "free") == 0 && address == g_double_freed
+            ? 0
+            : 10 + (int)kind);
+}
+
+static void error_handler(void) {
+  fflush(stdout);
+  fflush(stderr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int first_is_null = osmem_malloc_set_error_handler(exit_with_verdict) == NULL;
+    const int second_is_ours =
+        osmem_malloc_set_error_handler(exit_with_verdict) == exit_with_verdict;
+    if (!first_is_null || !second_is_ours) _exit(2);
+    g_double_freed = malloc(64);
+    free(g_double_freed);
+    free(g_double_freed);
+    _exit(3); /* the double free went unnoticed */
+  }
+  int status = 0;
+  CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork or waitpid failed");
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+        "the error handler's child: status %d (2: set_error_handler did not return the previous "
+        "handler; 3: the double free was not reported; 10+kind: wrong kind, function or address)",
+        status);
+}
+
 int main(void) {
-  if (osmem_malloc_heap_stats == NULL || osmem_malloc_heap_check == NULL) {
+  if (osmem_malloc_heap_stats == NULL || osmem_malloc_heap_check == NULL ||
+      osmem_malloc_set_error_handler == NULL) {
     fprintf(stderr, "dropin: libosmem-malloc is not loaded (no osmem_malloc_heap_stats)\n");
     return 1;
   }
@@ -191,6 +301,10 @@ int main(void) {
   enomem();
   realloc_growth();
   trim();
+  impossible_requests();
+  glibc_statistics();
+  malloc_stats_output();
+  error_handler();
   CHECK(osmem_malloc_heap_check() == 0, "the heap checker found violations");
   if (g_failures == 0) printf("dropin: all checks passed\n");
   return g_failures == 0 ? 0 : 1;
