@@ -833,6 +833,27 @@ TEST_F(ApiLevelDeathTest, LeaksGroupedBySizeAndCaller) {
       "operation 1\n$");
 }
 
+// More groups than the report lists (50), and more than its table holds
+// (7/8 of 1,024 slots): the rest are counted, not lost. 1,000 sizes from
+// one call site make 1,000 groups: 896 in the table, 104 blocks past it.
+TEST_F(ApiLevelDeathTest, LeaksPastTheListAndTheTableAreCounted) {
+  check_mode("off");
+  ASSERT_EQ(setenv("OSMEM_LEAKS", "1", 1), 0);
+  ASSERT_EQ(unsetenv("OSMEM_STATS"), 0);
+  EXPECT_EXIT(
+      {
+        for (std::size_t n = 1; n <= 1000; ++n) discard(os_malloc(n));
+        std::exit(0);
+      },
+      ::testing::ExitedWithCode(0),
+      "^osmem: leaks at exit: 1000 block\\(s\\), 500500 byte\\(s\\) requested and never freed, "
+      "in 896 group\\(s\\) by size and caller\n"
+      "(  1 x [0-9]+ bytes = [0-9]+ bytes, from 0x[0-9a-f]+ \\([^)]*\\), first at operation "
+      "[0-9]+\n){50}"
+      "  \\.\\.\\. and 846 smaller group\\(s\\)\n"
+      "  104 block\\(s\\), [0-9]+ bytes, in groups past the report's table\n$");
+}
+
 TEST_F(ApiLevelDeathTest, StatisticsAtExit) {
   check_mode("sweep:2");
   ASSERT_EQ(setenv("OSMEM_STATS", "1", 1), 0);
