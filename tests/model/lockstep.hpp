@@ -185,6 +185,10 @@ class Lockstep {
   void begin_step();
   void remember_payload(const Addr& a);
   void check_free_payloads(const Op& op, bool all);
+  void compare_changed_payload(const Op& op, const Block& b);
+  // Bytes [from, from + n) of the heap buffer, in FREE block b's payload,
+  // against what the user left there.
+  void compare_payload(const Op& op, const Block& b, std::size_t from, std::size_t n);
   Op note(Record r);
 
   Options options_;
