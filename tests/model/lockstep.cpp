@@ -80,13 +80,15 @@ Lockstep::Lockstep(Options options)
     : options_(options),
       source_(std::make_unique<FakeSource>(options.limits)),
       model_(options.limits, FakeSource::kPageSize) {
-  engine_ = std::make_unique<Engine>(*source_, options_.cookie);
+  engine_.emplace(*source_, options_.cookie);
 }
 
 void Lockstep::reset() {
+  // In place: a new allocation per input came from fresh pages (ASan's
+  // quarantine), each a page fault.
   engine_.reset();
   source_->reset();
-  engine_ = std::make_unique<Engine>(*source_, options_.cookie);
+  engine_.emplace(*source_, options_.cookie);
   model_.reset();
   live_.clear();
   by_address_.clear();
@@ -329,13 +331,17 @@ void Lockstep::begin_step() {
 
 // The user's bytes in a live heap block (the whole capacity: the rounding
 // slack too, whatever osmem's copy or the user left there), just before it
-// is freed or resized; memory tools are not asked (tool::peek), since the
-// slack is no access to them.
-void Lockstep::remember_payload(const Addr& a) {
-  if (a.kind != Addr::Kind::Heap) return;
-  const std::size_t cap = model_.capacity(a);
-  if (expected_.size() < a.value + cap) expected_.resize(a.value + cap, 0);
-  tool::peek(expected_.data() + a.value, source_->heap_base() + a.value, cap);
+// is freed or resized. Its first `requested` bytes were just verified to
+// hold the pattern, so they are written from the pattern; only the slack is
+// read, without asking memory tools (tool::peek), to which it is no access.
+void Lockstep::remember_payload(const Live& l) {
+  if (l.addr.kind != Addr::Kind::Heap) return;
+  const std::size_t cap = model_.capacity(l.addr);
+  if (expected_.size() < l.addr.value + cap) expected_.resize(l.addr.value + cap, 0);
+  std::uint8_t* to = expected_.data() + l.addr.value;
+  const std::size_t kept = l.requested < cap ? l.requested : cap;
+  pattern::fill(to, l.tag, 0, kept);
+  tool::peek(to + kept, source_->heap_base() + l.addr.value + kept, cap - kept);
 }
 
 void Lockstep::user_wrote(const void* p, std::size_t len) {
@@ -522,7 +528,7 @@ long Lockstep::realloc(std::size_t index, std::size_t n) {
   const Op op = note({Record::Kind::Realloc, 0, old.requested, n, old.addr});
   verify_contents(op.with(" (before)"), old);
   begin_step();
-  remember_payload(old.addr);
+  remember_payload(old);
   errno = 0;
   void* p = engine_->realloc(old.ptr, n);
   const int err = errno;
@@ -557,7 +563,7 @@ void Lockstep::free(std::size_t index) {
   const Op op = note({Record::Kind::Free, 0, 0, 0, old.addr});
   verify_contents(op, old);
   begin_step();
-  remember_payload(old.addr);
+  remember_payload(old);
   engine_->free(old.ptr);
   model_.free(old.addr);
   const auto start = reinterpret_cast<std::uintptr_t>(old.ptr);

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -183,7 +184,7 @@ class Lockstep {
   // compared with that record (the FREE blocks the step made or changed;
   // all of them on a full step).
   void begin_step();
-  void remember_payload(const Addr& a);
+  void remember_payload(const Live& l);
   void check_free_payloads(const Op& op, bool all);
   void compare_changed_payload(const Op& op, const Block& b);
   // Bytes [from, from + n) of the heap buffer, in FREE block b's payload,
@@ -193,7 +194,7 @@ class Lockstep {
 
   Options options_;
   std::unique_ptr<FakeSource> source_;
-  std::unique_ptr<Engine> engine_;
+  std::optional<Engine> engine_;
   Model model_;
   std::vector<Live> live_;
   std::map<std::uintptr_t, Live> by_address_;       // live_, keyed by start address
