@@ -204,6 +204,10 @@ class Lockstep {
   // hold: the bytes the user left (fresh sbrk memory is zero). Grows with
   // the break; bytes of live blocks are recorded when they are given back.
   std::vector<std::uint8_t> expected_;
+  std::size_t expected_dirty_ = 0;  // expected_ is zero from here on
+  void wrote_expected(std::size_t end) {
+    if (end > expected_dirty_) expected_dirty_ = end;
+  }
   std::vector<Block> blocks_before_;  // the model's heap list before the step
   std::uint8_t next_tag_ = 1;
   std::size_t steps_ = 0;
