@@ -58,8 +58,9 @@ class Lockstep {
     // compared at every step.
     unsigned full_every = 1;
     // Compare every FREE payload with what the user left every
-    // `payloads_every` steps (0: with the full checks); the FREE blocks a
-    // step made or changed are compared at every step.
+    // `payloads_every` steps (0: with the full checks); of the FREE blocks
+    // a step made or changed, the bytes it could have written are compared
+    // at every step (compare_changed_payload).
     unsigned payloads_every = 0;
   };
 
