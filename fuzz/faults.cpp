@@ -8,14 +8,14 @@
 // fallback, a new heap segment, the prealloc retried later); the model
 // predicts it exactly, so Lockstep's per-step checks cover it: same result,
 // same calls, errno, and no live block loses a byte. Same checking cadence
-// as `ops` (see ops.cpp for why every 16 steps).
+// as `ops` (see ops.cpp for why every 32 steps).
 #include <cstddef>
 #include <cstdint>
 
 #include "lockstep_driver.hpp"
 
 namespace {
-constexpr unsigned kFullEvery = 16;
+constexpr unsigned kFullEvery = 32;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

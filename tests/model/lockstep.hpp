@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -57,8 +58,9 @@ class Lockstep {
     // compared at every step.
     unsigned full_every = 1;
     // Compare every FREE payload with what the user left every
-    // `payloads_every` steps (0: with the full checks); the FREE blocks a
-    // step made or changed are compared at every step.
+    // `payloads_every` steps (0: with the full checks); of the FREE blocks
+    // a step made or changed, the bytes it could have written are compared
+    // at every step (compare_changed_payload).
     unsigned payloads_every = 0;
   };
 
@@ -183,13 +185,17 @@ class Lockstep {
   // compared with that record (the FREE blocks the step made or changed;
   // all of them on a full step).
   void begin_step();
-  void remember_payload(const Addr& a);
+  void remember_payload(const Live& l);
   void check_free_payloads(const Op& op, bool all);
+  void compare_changed_payload(const Op& op, const Block& b);
+  // Bytes [from, from + n) of the heap buffer, in FREE block b's payload,
+  // against what the user left there.
+  void compare_payload(const Op& op, const Block& b, std::size_t from, std::size_t n);
   Op note(Record r);
 
   Options options_;
   std::unique_ptr<FakeSource> source_;
-  std::unique_ptr<Engine> engine_;
+  std::optional<Engine> engine_;
   Model model_;
   std::vector<Live> live_;
   std::map<std::uintptr_t, Live> by_address_;       // live_, keyed by start address
@@ -199,6 +205,10 @@ class Lockstep {
   // hold: the bytes the user left (fresh sbrk memory is zero). Grows with
   // the break; bytes of live blocks are recorded when they are given back.
   std::vector<std::uint8_t> expected_;
+  std::size_t expected_dirty_ = 0;  // expected_ is zero from here on
+  void wrote_expected(std::size_t end) {
+    if (end > expected_dirty_) expected_dirty_ = end;
+  }
   std::vector<Block> blocks_before_;  // the model's heap list before the step
   std::uint8_t next_tag_ = 1;
   std::size_t steps_ = 0;

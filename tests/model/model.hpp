@@ -159,7 +159,7 @@ class Model {
 
   // Introspection for tests and fuzzers.
   const std::vector<Block>& heap_blocks() const { return blocks_; }  // address order
-  std::vector<Mapping> mappings() const { return mappings_; }        // live ones, by serial
+  const std::vector<Mapping>& mappings() const { return mappings_; }  // live ones, by serial
   std::size_t capacity(Addr p) const;  // payload capacity of a live block
   bool is_live(Addr p) const;          // ALLOC heap block or live mapping starts there
   bool is_free_block(Addr p) const;    // a FREE heap block's header is exactly at p - 32
