@@ -308,6 +308,28 @@ TEST(Report, InteriorPointerOfAMapping) {
                        hex(m) + " (header " + hex(m - 32) + ", size 200000)\n");
 }
 
+// Two damaged headers: b's on the heap list (an overflow from a), and a
+// mapping's, which free reaches. The mapping lies outside the heap, so the
+// heap list's damage is not its cause: the report names the mapping alone.
+TEST(Report, DamagedMappingWhileTheHeapListIsDamagedToo) {
+  const Outcome o = run_child("off", [] {
+    auto* a = static_cast<unsigned char*>(os_malloc(24));
+    ASSERT_NE(os_malloc(24), nullptr);
+    auto* m = static_cast<unsigned char*>(os_malloc(200000));
+    send("m", m);
+    unseen(a + 24, 1, [&] { a[24] ^= 0x01; });
+    unseen(m - 32, 32, [&] { m[-32 + 12] ^= 0x01; });
+    os_free(m);
+  });
+  const std::uintptr_t m = o.at.at("m");
+  expect_report(o, "osmem: header corrupted in os_free at " + hex(m) + ": " + kCorrupted +
+                       "\n  operation 4, user pointer " + hex(m) + ", header " + hex(m - 32) +
+                       "\n"
+                       "  broken rule: header canary mismatch\n"
+                       "  likely cause: a write before the start of this mapped block, or a "
+                       "stray write\n");
+}
+
 TEST(Report, MisalignedInteriorPointer) {
   const Outcome o = run_child("off", [] {
     auto* a = static_cast<char*>(os_malloc(64));
