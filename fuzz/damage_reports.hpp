@@ -58,7 +58,6 @@ class Damage {
     }
   }
 
-  bool changed(std::size_t i) const { return changed_[i]; }
   // The snapshot index of `header`, or kNone.
   std::size_t index_of(const void* header) const {
     for (std::size_t i = 0; i < headers_.size(); ++i) {
