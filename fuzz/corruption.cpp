@@ -14,14 +14,25 @@
 //    heap (ASan watches), must report exactly when a header on the heap list
 //    or in the mapping tree changed: every header byte is covered by the
 //    canary, so silence means a blind spot and a report means a false alarm.
+//    A report must name the damage once (damage_reports.hpp): its first
+//    violation is a canary mismatch at the lowest damaged header on the heap
+//    list (or, with none there, at a damaged mapping), and the fatal report
+//    built on it prints that one violation, shows the header as damaged,
+//    gives the likely cause (the block that ends right before the header,
+//    whose run past its end reached it, else a stray write) and counts the
+//    rest as its consequences.
 // 4. Hand the damaged block to free or realloc: it must be diagnosed as
 //    HeaderCorrupted, not followed. If only a FREE block's header changed,
 //    the input picks what reads it next: freeing the block in front of it
 //    or after it (both merges must diagnose it before reading it), growing
 //    the block in front into it (realloc's absorb path), or a malloc of its
-//    size (the search may pick another block but must not hand it out). If no header changed and no
-//    live data was hit, the heap must still agree with the model to the last byte, and everything
-//    is freed.
+//    size (the search may pick another block but must not hand it out).
+//    Every diagnosis names a damaged header's block, and its report
+//    (print_diagnosis) shows the lowest damaged header on the heap list as
+//    damaged with the same likely cause, or, for a damaged mapping, blames
+//    nothing on the heap list. If no header changed and no live data was
+//    hit, the heap must still agree with the model to the last byte, and
+//    everything is freed.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -32,6 +43,7 @@
 #include <string>
 
 #include "corruption_input.hpp"
+#include "damage_reports.hpp"
 #include "lockstep_driver.hpp"
 
 namespace {
@@ -45,15 +57,17 @@ using osmem::fuzz::WriteTarget;
 using osmem::model::Lockstep;
 
 struct EngineError : std::runtime_error {
-  EngineError(ErrorKind k, const char* operation)
+  EngineError(ErrorKind k, const char* operation, const void* at)
       : std::runtime_error(std::string("the engine reported ") + osmem::error_name(k) + " in " +
                            operation),
-        kind(k) {}
+        kind(k),
+        address(at) {}
   ErrorKind kind;
+  const void* address;  // what the error handler was given
 };
 
-[[noreturn]] void throw_error(ErrorKind kind, const char* operation, const void*) {
-  throw EngineError(kind, operation);
+[[noreturn]] void throw_error(ErrorKind kind, const char* operation, const void* address) {
+  throw EngineError(kind, operation, address);
 }
 
 [[noreturn]] void finding(const Lockstep& ls, const std::string& what) {
@@ -63,9 +77,10 @@ struct EngineError : std::runtime_error {
 }
 
 // Runs call(); it must raise an engine error, of kind `want` if given.
+// Returns the address the error handler was given.
 template <class F>
-void expect_error(const Lockstep& ls, const std::string& what, std::optional<ErrorKind> want,
-                  F&& call) {
+const void* expect_error(const Lockstep& ls, const std::string& what, std::optional<ErrorKind> want,
+                         F&& call) {
   try {
     call();
   } catch (const EngineError& e) {
@@ -73,7 +88,7 @@ void expect_error(const Lockstep& ls, const std::string& what, std::optional<Err
       finding(ls, what + ": diagnosed as " + osmem::error_name(e.kind) + ", expected " +
                       osmem::error_name(*want));
     }
-    return;
+    return e.address;
   }
   finding(ls, what + ": not diagnosed");
 }
@@ -145,11 +160,7 @@ void probe(Lockstep& ls, const osmem::fuzz::LockstepDriver& driver, const BadCal
   ls.verify_all();  // a diagnosed call changes nothing
 }
 
-struct Snapshot {
-  BlockMeta* header;
-  Status status;
-  unsigned char bytes[osmem::kHeaderSize];
-};
+using Snapshot = osmem::fuzz::HeaderSnapshot;
 
 void corrupt_and_judge(Lockstep& ls, const osmem::fuzz::CorruptionInput& c) {
   auto& engine = ls.engine();
@@ -244,20 +255,29 @@ void corrupt_and_judge(Lockstep& ls, const osmem::fuzz::CorruptionInput& c) {
     finding(ls, std::string("checker false alarm: no metadata changed, yet it reports ") +
                     osmem::invariant_name(found[0].invariant));
   }
+  const osmem::fuzz::Damage damage(headers);
+  if (changed) {
+    const std::string wrong = damage.judge_checker(engine, found[0], violations);
+    if (!wrong.empty()) finding(ls, "checker report: " + wrong);
+  }
+  // The diagnosis of the engine's error names a damaged header's block.
+  auto judge = [&](const std::string& what, ErrorKind kind, const void* address) {
+    const std::string wrong = damage.judge_diagnosis(engine, kind, address);
+    if (!wrong.empty()) finding(ls, what + ": " + wrong);
+  };
 
   if (changed_live != nullptr) {
     void* p = changed_live->header->payload();
     const std::size_t n = osmem::fuzz::resolve_size(c.realloc_size, {}, {});
-    expect_error(ls,
-                 c.realloc_after ? "os_realloc of a block with a corrupted header"
-                                 : "os_free of a block with a corrupted header",
-                 ErrorKind::HeaderCorrupted, [&] {
-                   if (c.realloc_after) {
-                     engine.realloc(p, n);
-                   } else {
-                     engine.free(p);
-                   }
-                 });
+    const std::string what = c.realloc_after ? "os_realloc of a block with a corrupted header"
+                                             : "os_free of a block with a corrupted header";
+    judge(what, ErrorKind::HeaderCorrupted, expect_error(ls, what, ErrorKind::HeaderCorrupted, [&] {
+            if (c.realloc_after) {
+              engine.realloc(p, n);
+            } else {
+              engine.free(p);
+            }
+          }));
     return;
   }
   if (changed_free != nullptr) {
@@ -279,44 +299,42 @@ void corrupt_and_judge(Lockstep& ls, const osmem::fuzz::CorruptionInput& c) {
       after = nullptr;
     }
     switch (c.follow) {
-      case osmem::fuzz::FreeFollow::FreeBefore:
+      case osmem::fuzz::FreeFollow::FreeBefore: {
         if (before == nullptr) break;
-        expect_error(ls, "os_free of the block in front of a corrupted FREE header",
-                     ErrorKind::HeaderCorrupted, [&] { engine.free(before->header->payload()); });
+        const std::string what = "os_free of the block in front of a corrupted FREE header";
+        judge(what, ErrorKind::HeaderCorrupted,
+              expect_error(ls, what, ErrorKind::HeaderCorrupted,
+                           [&] { engine.free(before->header->payload()); }));
         break;
-      case osmem::fuzz::FreeFollow::FreeAfter:
+      }
+      case osmem::fuzz::FreeFollow::FreeAfter: {
         if (after == nullptr) break;
-        expect_error(ls, "os_free of the block after a corrupted FREE header",
-                     ErrorKind::HeaderCorrupted, [&] { engine.free(after->header->payload()); });
+        const std::string what = "os_free of the block after a corrupted FREE header";
+        judge(what, ErrorKind::HeaderCorrupted,
+              expect_error(ls, what, ErrorKind::HeaderCorrupted,
+                           [&] { engine.free(after->header->payload()); }));
         break;
+      }
       case osmem::fuzz::FreeFollow::ReallocBefore: {
         if (before == nullptr) break;
-        // More than it holds: the absorb path reads the next header. A
-        // damaged neighbour there may be named either way (see props).
+        // More than it holds: the absorb path checks the next header's
+        // canary before it reads the header.
         const std::size_t n = before->header->size + 8;
-        try {
-          engine.realloc(before->header->payload(), n);
-        } catch (const EngineError& e) {
-          if (e.kind != ErrorKind::HeaderCorrupted && e.kind != ErrorKind::HeapInconsistent) {
-            finding(ls, std::string("os_realloc into a corrupted FREE header: diagnosed as ") +
-                            osmem::error_name(e.kind));
-          }
-          break;
-        }
-        finding(ls, "os_realloc into a corrupted FREE header: not diagnosed");
+        const std::string what = "os_realloc into a corrupted FREE header";
+        judge(what, ErrorKind::HeaderCorrupted,
+              expect_error(ls, what, ErrorKind::HeaderCorrupted,
+                           [&] { engine.realloc(before->header->payload(), n); }));
         break;
       }
       case osmem::fuzz::FreeFollow::Search: {
         // Its own size: the best-fit search reaches it. It may pick another
-        // block (the damage can hide this one), but never hand this one out.
+        // block (the damage can hide this one), but never hand this one
+        // out; when it stops at it, it reports the damaged header.
         void* p = nullptr;
         try {
           p = engine.malloc(original.size);
         } catch (const EngineError& e) {
-          if (e.kind != ErrorKind::HeaderCorrupted && e.kind != ErrorKind::HeapInconsistent) {
-            finding(ls, std::string("os_malloc reaching a corrupted FREE header: diagnosed as ") +
-                            osmem::error_name(e.kind));
-          }
+          judge("os_malloc reaching a corrupted FREE header", e.kind, e.address);
           break;
         }
         if (p == changed_free->header->payload()) {

@@ -318,6 +318,9 @@ std::vector<std::pair<std::string, CorruptionInput>> corruption_scenarios() {
                      c});
     }
   }
+  // The ALLOC block behind the FREE one made to read FREE: the checker must
+  // name the damaged header first, not the FREE block before it.
+  out.push_back({"header_alloc_status_behind_free", corrupt(heap, {}, {header_byte(2, 8)})});
   out.push_back(
       {"overflow_into_next", corrupt(heap, {}, {{WriteTarget::Overflow, 0, 0, 40, 0x41}})});
   out.push_back(

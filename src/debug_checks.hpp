@@ -44,10 +44,10 @@ namespace osmem {
 // One violation: the operation, the invariant by name, the block (header
 // and user pointer), the block and its list neighbours as far as they lie
 // in the heap (damaged headers marked), and for a damaged header the likely
-// cause.
+// cause. Written to fd: stderr, unless a test captures the text.
 template <class HeapT>
 void report_violation(const HeapT& heap, const Violation& v, const char* operation,
-                      const char* when, std::uint64_t operation_number) {
+                      const char* when, std::uint64_t operation_number, int fd = 2) {
   LineBuffer line;
   line.text("osmem: heap inconsistent ").text(when).text(" ").text(operation);
   if (operation_number != 0) line.text(" (operation ").dec(operation_number).text(")");
@@ -59,13 +59,13 @@ void report_violation(const HeapT& heap, const Violation& v, const char* operati
     line.text(" (user pointer ").hex(addr_of(v.block) + kHeaderSize).text(")");
   }
   line.text("\n");
-  line.flush(2);
-  heap.describe(v.block, 2);
+  line.flush(fd);
+  heap.describe(v.block, fd);
   if (v.invariant == Invariant::CanaryMismatch && heap.in_heap(v.block, kHeaderSize)) {
     const Location at = locate_in_heap(heap, v.block);
     if (at.damaged == v.block) {
       detail::overflow_cause(line, at.before, at.damaged);
-      line.flush(2);
+      line.flush(fd);
     }
   }
 }
@@ -73,16 +73,16 @@ void report_violation(const HeapT& heap, const Violation& v, const char* operati
 // Reports the first violation the whole checker finds, and how many more
 // there are (`listed` says how many to report in full: 1 for a fatal
 // report, where the others are most often that one's consequences; more
-// for os_heap_check). Returns how many it found in all.
+// for os_heap_check), to fd. Returns how many it found in all.
 template <class HeapT>
 std::size_t report_violations(const HeapT& heap, const char* operation, const char* when,
-                              std::uint64_t operation_number, std::size_t listed = 1) {
+                              std::uint64_t operation_number, std::size_t listed = 1, int fd = 2) {
   constexpr std::size_t kShown = 8;
   Violation found[kShown];
   const std::size_t n = heap.check(found, kShown);
   const std::size_t shown = listed < kShown ? listed : kShown;
   for (std::size_t i = 0; i < n && i < shown; ++i) {
-    report_violation(heap, found[i], operation, when, operation_number);
+    report_violation(heap, found[i], operation, when, operation_number, fd);
   }
   if (n > shown) {
     LineBuffer line;
@@ -90,7 +90,7 @@ std::size_t report_violations(const HeapT& heap, const char* operation, const ch
         .dec(n - shown)
         .text(shown == 1 ? " more violation(s), likely consequences of this one\n"
                          : " more violation(s)\n");
-    line.flush(2);
+    line.flush(fd);
   }
   return n;
 }

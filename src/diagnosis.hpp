@@ -26,7 +26,9 @@
 namespace osmem {
 
 // Where an address lies in the heap list, found by walking it from the
-// head as far as it is sound.
+// head as far as it is sound. An address outside the heap's span (in a
+// mapping, or wild) lies in no heap block: the walk is not made, so damage
+// on the heap list is never blamed for it.
 struct Location {
   const BlockMeta* block = nullptr;    // the block whose header or payload holds the address
   const BlockMeta* before = nullptr;   // the sound block before `block` (or before `damaged`)
@@ -36,6 +38,7 @@ struct Location {
 template <class HeapT>
 Location locate_in_heap(const HeapT& heap, const void* address) {
   Location at;
+  if (!heap.in_heap(address, 1)) return at;
   const auto a = addr_of(address);
   const BlockMeta* prev = nullptr;
   for (const BlockMeta* b = heap.blocks().head(); b != nullptr;) {

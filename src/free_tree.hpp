@@ -190,8 +190,11 @@ class FreeTree {
     if (best == nullptr) return nullptr;
     auto* b = reinterpret_cast<BlockMeta*>(best->block);
     // The engine is about to use this block: it must be what its record says.
+    // A broken canary is a damaged header, named as such (by its user
+    // pointer, like free names one), so the report shows it and its cause.
     const OpenHeader open(b);
-    if (!sealer.intact(b) || b->status != Status::Free || b->size != best->size) fail(b);
+    if (!sealer.intact(b)) fail(ErrorKind::HeaderCorrupted, b->payload());
+    if (b->status != Status::Free || b->size != best->size) fail(b);
     return b;
   }
 
@@ -322,8 +325,9 @@ class FreeTree {
     return less(a.size, a.block, b.size, b.block);
   }
 
-  [[noreturn]] void fail(const void* at) const {
-    report(handler_ != nullptr ? *handler_ : nullptr, ErrorKind::HeapInconsistent,
+  [[noreturn]] void fail(const void* at) const { fail(ErrorKind::HeapInconsistent, at); }
+  [[noreturn]] void fail(ErrorKind kind, const void* at) const {
+    report(handler_ != nullptr ? *handler_ : nullptr, kind,
            operation_ != nullptr ? *operation_ : "", at);
   }
 

@@ -28,9 +28,11 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
   auto readable = [&](const BlockMeta* b) {
     return aligned(addr_of(b)) && in_heap(b, kHeaderSize);
   };
-  auto status = [](const BlockMeta* b) {
+  // A neighbour's status is read only when its header is sound: a damaged
+  // one is named when the walk reaches it, not blamed on the block before.
+  auto sound_and_free = [&](const BlockMeta* b) {
     const OpenHeader open(b);
-    return b->status;
+    return sealer_.intact(b) && b->status == Status::Free;
   };
 
   // The heap list, in address order.
@@ -69,7 +71,7 @@ std::size_t Heap<Source, Config>::check(Violation* out, std::size_t capacity) co
       complete = false;
       break;  // following it could revisit blocks
     } else if (touches(b, next) && readable(next) && b->status == Status::Free &&
-               status(next) == Status::Free) {
+               sound_and_free(next)) {
       add(Invariant::AdjacentFree, b);
     }
     // Only a block that is sound itself can be looked up by its key.

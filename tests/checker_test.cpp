@@ -218,6 +218,18 @@ TEST_F(Checker, OverflowIntoNextHeader) {
   EXPECT_HAS(vs, Invariant::BadStatus, blk(5));
 }
 
+// A2's status overwritten to read FREE, behind the FREE F1: the damage is
+// A2's header, so the first violation names A2, not F1 (whose test for a
+// FREE neighbour would read A2's status as if it were sound).
+TEST_F(Checker, DamagedStatusBehindAFreeBlockIsNamedFirst) {
+  reinterpret_cast<unsigned char*>(blk(2))[8] ^= 0x01;  // ALLOC (1) now reads FREE (0)
+  const auto vs = run();
+  ASSERT_FALSE(vs.empty());
+  EXPECT_EQ(vs[0].invariant, Invariant::CanaryMismatch) << describe(vs);
+  EXPECT_EQ(vs[0].block, blk(2)) << describe(vs);
+  EXPECT_FALSE(has(vs, Invariant::AdjacentFree, blk(1))) << describe(vs);
+}
+
 TEST_F(Checker, SizeRunsPastTheHeap) {
   blk(3)->size = std::size_t{1} << 30;
   reseal(blk(3));

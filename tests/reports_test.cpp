@@ -36,6 +36,10 @@ namespace {
 
 int g_addresses_fd = -1;
 
+// Drops a result os_malloc declares must not be ignored: the call is made
+// for its fatal error.
+void discard(void* /*block*/) {}
+
 // In the child: tells the parent an address.
 void send(const char* name, const void* p) {
   char line[96];
@@ -212,6 +216,36 @@ TEST(Report, OverflowFoundByTheLocalCheck) {
           "  operation 4\n" + "  broken rule: the heap checker's invariants (named above)\n");
 }
 
+// An overflow from a into the FREE b's header, then a malloc of b's size:
+// the best-fit search reaches b first. It stops at b's canary and reports
+// it like free does: header corrupted at b's user pointer, b's values as
+// damaged, a to blame (not "heap inconsistent" at b's header, which left
+// the report with nothing to name).
+TEST(Report, OverflowIntoAFreeHeaderFoundBySearch) {
+  const Outcome o = run_child("off", [] {
+    auto* a = static_cast<unsigned char*>(os_malloc(24));
+    void* b = os_malloc(24);
+    void* c = os_malloc(24);
+    send("a", a);
+    send("b", b);
+    send("c", c);
+    os_free(b);
+    unseen(a + 24, 1, [&] { a[24] ^= 0x01; });
+    discard(os_malloc(24));
+  });
+  const std::uintptr_t a = o.at.at("a"), b = o.at.at("b"), c = o.at.at("c");
+  expect_report(o,
+                "osmem: header corrupted in os_malloc at " + hex(b) + ": " + kCorrupted + "\n" +
+                    "  operation 5, user pointer " + hex(b) + ", header " + hex(b - 32) + "\n" +
+                    "  broken rule: header canary mismatch\n" + "  header " + hex(b - 32) +
+                    " is damaged (its canary does not match); as read, not to be trusted: "
+                    "size 25, status free, prev " +
+                    hex(a - 32) + ", next " + hex(c - 32) + "\n" +
+                    "  likely cause: the block before it, user pointer " + hex(a) + " (header " +
+                    hex(a - 32) +
+                    ", size 24), ends right before this header: an overflow from it is likely\n");
+}
+
 TEST(Report, DoubleFree) {
   const Outcome o = run_child("off", [] {
     void* a = os_malloc(24);
@@ -289,6 +323,28 @@ TEST(Report, InteriorPointerOfAMapping) {
                        "  likely cause: an interior pointer, 4096 bytes into the mapped block at "
                        "user pointer " +
                        hex(m) + " (header " + hex(m - 32) + ", size 200000)\n");
+}
+
+// Two damaged headers: b's on the heap list (an overflow from a), and a
+// mapping's, which free reaches. The mapping lies outside the heap, so the
+// heap list's damage is not its cause: the report names the mapping alone.
+TEST(Report, DamagedMappingWhileTheHeapListIsDamagedToo) {
+  const Outcome o = run_child("off", [] {
+    auto* a = static_cast<unsigned char*>(os_malloc(24));
+    ASSERT_NE(os_malloc(24), nullptr);
+    auto* m = static_cast<unsigned char*>(os_malloc(200000));
+    send("m", m);
+    unseen(a + 24, 1, [&] { a[24] ^= 0x01; });
+    unseen(m - 32, 32, [&] { m[-32 + 12] ^= 0x01; });
+    os_free(m);
+  });
+  const std::uintptr_t m = o.at.at("m");
+  expect_report(o, "osmem: header corrupted in os_free at " + hex(m) + ": " + kCorrupted +
+                       "\n  operation 4, user pointer " + hex(m) + ", header " + hex(m - 32) +
+                       "\n"
+                       "  broken rule: header canary mismatch\n"
+                       "  likely cause: a write before the start of this mapped block, or a "
+                       "stray write\n");
 }
 
 TEST(Report, MisalignedInteriorPointer) {
