@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -256,6 +257,10 @@ const char* name(MappedDamage d) {
       return "StatusGarbage";
   }
   return "?";
+}
+
+[[maybe_unused]] void showValue(MappedDamage d, std::ostream& os) {
+  os << name(d);
 }
 
 // A mapped block whose header was damaged, by a user's stray write (the
