@@ -238,6 +238,9 @@ const char* child_failure(int code) {
 // thread may have held (no C++ allocation, no stdio).
 [[noreturn]] void child_after_fork(const Block* mine, std::size_t count) {
   close_report_pipe();
+  // Whoever forked kills it at kChildLimit; should that thread itself be
+  // stuck (and its trial killed), the child still goes.
+  alarm(60);
   for (std::size_t i = 0; i < count; ++i) {
     if (!intact(mine[i])) _exit(kChildBlockChanged);
   }
@@ -269,7 +272,7 @@ std::string fork_and_judge(const std::vector<Block>& mine, const std::string& wh
     return "";
   }
   std::string what = "the child of the fork " + who + " " + describe(e, kChildLimit);
-  if (e.hung) what += ": its first os_* call never returned (a heap lock inherited locked?)";
+  if (e.hung) what += ": its os_* calls did not finish (a heap lock inherited locked?)";
   if (!e.hung && e.status >= 0 && WIFEXITED(e.status)) {
     if (const char* f = child_failure(WEXITSTATUS(e.status))) what += std::string(": ") + f;
   }
