@@ -14,6 +14,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -232,6 +234,149 @@ RC_GTEST_PROP(BadInput, IsReportedWithItsKindBeforeAnythingChanges, ()) {
   // pointer was bad) the heap is still exactly what the model says.
   RC_ASSERT(ls.source().call_count() == 0u);
   if (heap_intact) guarded([&] { ls.verify_all(); });
+}
+
+// ---- a damaged mapped header handed to os_free and os_realloc ------------
+
+enum class MappedDamage {
+  FlippedByte,    // one byte of the header (any field, the canary too), not resealed
+  StatusFree,     // status FREE, resealed
+  StatusAlloc,    // status ALLOC, resealed
+  StatusGarbage,  // status 7, resealed
+};
+
+const char* name(MappedDamage d) {
+  switch (d) {
+    case MappedDamage::FlippedByte:
+      return "FlippedByte";
+    case MappedDamage::StatusFree:
+      return "StatusFree";
+    case MappedDamage::StatusAlloc:
+      return "StatusAlloc";
+    case MappedDamage::StatusGarbage:
+      return "StatusGarbage";
+  }
+  return "?";
+}
+
+[[maybe_unused]] void showValue(MappedDamage d, std::ostream& os) {
+  os << name(d);
+}
+
+// A mapped block whose header was damaged, by a user's stray write (the
+// canary no longer matches) or resealed with a status other than MAPPED
+// (what only a bug inside the engine could write), is handed to os_free or
+// os_realloc (any size, 0 included). The call must stop with
+// HeaderCorrupted at that block before it changes anything: no system call
+// (above all no munmap of a length read from a bad header), and once the
+// damaged bytes are put back, the heap and every mapping, the damaged one
+// included, are exactly what the model says; freeing that block then
+// unmaps it as it should.
+RC_GTEST_PROP(BadInput, DamagedMappedHeaderStopsFreeAndRealloc, ()) {
+  const auto sizes = *rc::gen::container<std::vector<std::size_t>>(small_heap_size());
+  const auto keep =
+      *rc::gen::container<std::vector<bool>>(sizes.size(), rc::gen::arbitrary<bool>());
+  // A few mappings (each is filled and verified at every step), so the
+  // lookup walks a small tree of them.
+  const auto mapped_sizes = *rc::gen::resize(
+      4,
+      rc::gen::nonEmpty(rc::gen::container<std::vector<std::size_t>>(rc::gen::inRange<std::size_t>(
+          kMmapThreshold - kHeaderSize, kMmapThreshold + 4 * kPage))));
+  const tool::Untracked untracked;  // the property forges headers: no poisoning
+  Harness h;
+  model::Lockstep& ls = h.ls;
+  std::vector<std::byte*> mapped;
+  guarded([&] {
+    std::vector<std::byte*> heap;
+    for (std::size_t i = 0; i < sizes.size() || i < mapped_sizes.size(); ++i) {
+      if (i < sizes.size())
+        heap.push_back(ls.live()[static_cast<std::size_t>(ls.malloc(sizes[i]))].ptr);
+      if (i < mapped_sizes.size()) {
+        mapped.push_back(ls.live()[static_cast<std::size_t>(ls.malloc(mapped_sizes[i]))].ptr);
+      }
+    }
+    for (std::size_t i = 0; i < heap.size(); ++i) {
+      if (keep[i]) continue;
+      for (std::size_t j = 0; j < ls.live().size(); ++j) {
+        if (ls.live()[j].ptr == heap[i]) {
+          ls.free(j);
+          break;
+        }
+      }
+    }
+  });
+  for (std::byte* p : mapped) RC_ASSERT(ls.source().mapping_serial(p) != 0u);
+
+  std::byte* const victim = *rc::gen::elementOf(mapped);
+  auto* const header = BlockMeta::from_payload(victim);
+  const auto damage = *rc::gen::element(MappedDamage::FlippedByte, MappedDamage::StatusFree,
+                                        MappedDamage::StatusAlloc, MappedDamage::StatusGarbage);
+  const bool by_realloc = *rc::gen::arbitrary<bool>();
+  const std::size_t n =
+      by_realloc ? *rc::gen::oneOf(rc::gen::just<std::size_t>(0), small_heap_size(), any_size(),
+                                   rc::gen::just(header->size), rc::gen::just(header->size + 8))
+                 : 0;
+  RC_TAG(name(damage));
+  RC_TAG(by_realloc ? "os_realloc" : "os_free");
+
+  unsigned char saved[kHeaderSize];
+  std::memcpy(saved, header, kHeaderSize);
+  switch (damage) {
+    case MappedDamage::FlippedByte: {
+      const std::size_t at = *rc::gen::inRange<std::size_t>(0, kHeaderSize);
+      const auto mask = static_cast<unsigned char>(*rc::gen::inRange(1, 256));
+      reinterpret_cast<unsigned char*>(header)[at] ^= mask;
+      RC_LOG() << "header byte " << at << " ^= 0x" << std::hex << unsigned{mask} << std::dec
+               << "\n";
+      break;
+    }
+    case MappedDamage::StatusFree:
+      header->status = Status::Free;
+      ls.engine().sealer().seal(header);
+      break;
+    case MappedDamage::StatusAlloc:
+      header->status = Status::Alloc;
+      ls.engine().sealer().seal(header);
+      break;
+    case MappedDamage::StatusGarbage:
+      header->status = static_cast<Status>(7);
+      ls.engine().sealer().seal(header);
+      break;
+  }
+  RC_LOG() << name(damage) << " on map#" << ls.source().mapping_serial(victim) << ", then "
+           << (by_realloc ? "os_realloc(p, " + std::to_string(n) + ")" : std::string("os_free(p)"))
+           << "\n";
+
+  bool reported = false;
+  try {
+    if (by_realloc) {
+      ls.engine().realloc(victim, n);
+    } else {
+      ls.engine().free(victim);
+    }
+  } catch (const EngineError& e) {
+    reported = true;
+    RC_ASSERT(std::string(error_name(e.kind)) ==
+              std::string(error_name(ErrorKind::HeaderCorrupted)));
+    RC_ASSERT(reinterpret_cast<std::uintptr_t>(e.address) ==
+              reinterpret_cast<std::uintptr_t>(victim));
+  }
+  RC_ASSERT(reported);
+  RC_ASSERT(ls.source().call_count() == 0u);  // nothing unmapped, mapped or moved
+  RC_ASSERT(ls.source().mapping_serial(victim) != 0u);
+
+  // The damage repaired, nothing else may differ from the model.
+  std::memcpy(header, saved, kHeaderSize);
+  guarded([&] {
+    ls.verify_all();
+    for (std::size_t j = 0; j < ls.live().size(); ++j) {
+      if (ls.live()[j].ptr == victim) {
+        ls.free(j);
+        break;
+      }
+    }
+    ls.verify_all();
+  });
 }
 
 }  // namespace
