@@ -271,7 +271,7 @@ class DebugChecks {
       return check_slack_of(b, capacity, v);
     };
     if (sweep_.step(heap, level_.sweep_blocks, out, slack)) return true;
-    sweep_freed(level_.sweep_blocks);
+    sweep_freed(level_.sweep_blocks / 4 != 0 ? level_.sweep_blocks / 4 : 1);
     return false;
   }
 
@@ -422,9 +422,11 @@ class DebugChecks {
     }
   }
 
-  // K slots of the freed records per operation, round-robin: a record is
-  // verified within ceil(capacity / K) operations while the table keeps
-  // its size.
+  // k slots of the freed records per operation, round-robin: a record is
+  // verified within ceil(capacity / k) operations while the table keeps its
+  // size. The sweep passes k = K/4 (at least 1): verifying a record reads
+  // its whole payload, several cache lines where a block's check reads one
+  // or two, so a quarter of the rate keeps the sweep's cost near K blocks.
   void sweep_freed(std::size_t k) {
     const std::size_t slots = freed_.capacity();
     if (freed_.size() == 0 || slots == 0) return;

@@ -664,15 +664,16 @@ TEST_F(ApiLevelDeathTest, WriteAfterFreeOfSeveralWords) {
       "\\(the checksum cannot locate several changes\\)\n  found by: the whole check");
 }
 
-// Far from every later operation, the sweep verifies K freed records per
-// operation: found within ceil(slots / K) operations (the table starts with
-// 1024 slots).
+// Far from every later operation, the sweep verifies K/4 slots of the freed
+// records per operation (at least 1): found within ceil(1024 / (K/4))
+// operations (the table starts with 1024 slots).
 void write_after_free_then_operate(int k) {
   std::vector<unsigned char*> blocks;
   blocks.reserve(300);
   for (int i = 0; i < 300; ++i) blocks.push_back(static_cast<unsigned char*>(os_malloc(40)));
   for (int i = 0; i < 300; i += 3) os_free(blocks[static_cast<std::size_t>(i)]);
-  g_bound = (1024 + k - 1) / k + 1;
+  const int slots = k / 4 != 0 ? k / 4 : 1;  // freed-record slots verified per operation
+  g_bound = (1024 + slots - 1) / slots + 1;
   os_set_error_handler(count_and_exit_after_free);
   unsigned char* victim = blocks[150];
   unseen(victim + 16, 1, [&] { victim[16] ^= 0x40; });
@@ -687,7 +688,7 @@ void write_after_free_then_operate(int k) {
 TEST_F(ApiLevelDeathTest, WriteAfterFreeFoundByTheSweepWithinTheBound) {
   check_mode("sweep:8");
   EXPECT_EXIT(write_after_free_then_operate(8), ::testing::ExitedWithCode(0),
-              "reported after [0-9]+ operations \\(bound 129\\) in os_(malloc|free)");
+              "reported after [0-9]+ operations \\(bound 513\\) in os_(malloc|free)");
 }
 
 TEST_F(ApiLevelDeathTest, WriteAfterFreeNotFoundWhenOff) {
