@@ -7,13 +7,13 @@
  * Each case runs in a fresh process (this program re-executed with the
  * case's name), so the variables are read at its first malloc; the parent
  * compares its stderr and exit status. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <malloc.h>
 
 static void* volatile g_keep[8];
 
@@ -61,8 +61,10 @@ static void run(const char* self, const char* which, const char* check, const ch
     close(fds[0]);
     dup2(fds[1], 2);
     setenv("OSMEM_CHECK", check, 1);
-    if (leaks_env != NULL) setenv("OSMEM_LEAKS", leaks_env, 1);
-    else unsetenv("OSMEM_LEAKS");
+    if (leaks_env != NULL)
+      setenv("OSMEM_LEAKS", leaks_env, 1);
+    else
+      unsetenv("OSMEM_LEAKS");
     execl(self, self, which, (char*)NULL);
     _exit(127);
   }
@@ -110,8 +112,9 @@ int main(int argc, char** argv) {
     expect(WIFSIGNALED(o.status) && WTERMSIG(o.status) == SIGABRT && block[0] != '\0' &&
                strstr(o.err, want) != NULL &&
                strstr(o.err, "  the block: 40 bytes requested by operation ") != NULL &&
-               strstr(o.err, "  first changed byte: 16 (the 8-byte word at offset 16 reads "
-                             "0x7878787878787859, was 0x7878787878787878)") != NULL,
+               strstr(o.err,
+                      "  first changed byte: 16 (the 8-byte word at offset 16 reads "
+                      "0x7878787878787859, was 0x7878787878787878)") != NULL,
            what, &o);
   }
   {
