@@ -449,6 +449,17 @@ class DebugChecks {
  public:
   // The details of the last write after free found, after the report's
   // first line (the API's error handler prints them).
+  // "(called from ADDRESS: SYMBOL)", the symbol when `symbolise` names it.
+  static LineBuffer& called_from(LineBuffer& line, std::uintptr_t address,
+                                 bool (*symbolise)(std::uintptr_t, LineBuffer&)) {
+    line.text("(called from ").hex(address);
+    if (symbolise != nullptr && address != 0) {
+      line.text(": ");
+      if (!symbolise(address, line)) line.text("no symbol");
+    }
+    return line.text(")");
+  }
+
   // What the records say of the block at `user` (its request, who
   // allocated it, who freed it), as one line starting with `label`; nothing
   // when no record has it. After a fatal report's diagnosis: for a double
@@ -458,14 +469,7 @@ class DebugChecks {
                      bool (*symbolise)(std::uintptr_t, LineBuffer&) = nullptr) const {
     const auto a = reinterpret_cast<std::uintptr_t>(user);
     LineBuffer line;
-    auto caller = [&](std::uintptr_t address) {
-      line.text(" (called from ").hex(address);
-      if (symbolise != nullptr && address != 0) {
-        line.text(": ");
-        if (!symbolise(address, line)) line.text("no symbol");
-      }
-      line.text(")");
-    };
+    auto caller = [&](std::uintptr_t address) { called_from(line.text(" "), address, symbolise); };
     if (const AllocRecord* r = records_.find(a)) {
       line.text(label).dec(r->requested).text(" bytes requested by operation ").dec(r->operation);
       caller(r->caller);
@@ -490,12 +494,7 @@ class DebugChecks {
   void print_freed_finding(int fd, bool (*symbolise)(std::uintptr_t, LineBuffer&) = nullptr) const {
     const FreedFinding& f = freed_finding_;
     auto caller = [&](LineBuffer& line, std::uintptr_t address) -> LineBuffer& {
-      line.text("(called from ").hex(address);
-      if (symbolise != nullptr && address != 0) {
-        line.text(": ");
-        if (!symbolise(address, line)) line.text("no symbol");
-      }
-      return line.text(")");
+      return called_from(line, address, symbolise);
     };
     const FreedRecord& r = f.record;
     LineBuffer line;

@@ -113,35 +113,31 @@ std::string hex(std::uintptr_t v) {
   return buf;
 }
 
-// The report without the call stack a sanitizer runtime appends to it
-// (tool::print_stack: frames "    #N ..." and a blank line after them).
-std::string without_stack(const std::string& err) {
+// The lines of a report that keep(line) accepts, empty lines dropped.
+template <class Keep>
+std::string lines_kept(const std::string& err, Keep keep) {
   std::string out;
   std::size_t pos = 0;
   while (pos < err.size()) {
     std::size_t end = err.find('\n', pos);
     if (end == std::string::npos) end = err.size();
     const std::string line = err.substr(pos, end - pos);
-    if (!line.empty() && line.rfind("    #", 0) != 0) out += line + "\n";
+    if (!line.empty() && keep(line)) out += line + "\n";
     pos = end + 1;
   }
   return out;
 }
 
+// The report without the call stack a sanitizer runtime appends to it
+// (tool::print_stack: frames "    #N ..." and a blank line after them).
+std::string without_stack(const std::string& err) {
+  return lines_kept(err, [](const std::string& line) { return line.rfind("    #", 0) != 0; });
+}
+
 // The report without its "  history..." lines, which appear only when the
-// debug records exist (a check level on when the library loaded); the
-// History tests below check them.
+// debug records exist (a check level on); the History tests check them.
 std::string without_history(const std::string& err) {
-  std::string out;
-  std::size_t pos = 0;
-  while (pos < err.size()) {
-    std::size_t end = err.find('\n', pos);
-    if (end == std::string::npos) end = err.size();
-    const std::string line = err.substr(pos, end - pos);
-    if (line.rfind("  history", 0) != 0) out += line + "\n";
-    pos = end + 1;
-  }
-  return out;
+  return lines_kept(err, [](const std::string& line) { return line.rfind("  history", 0) != 0; });
 }
 
 void expect_report(const Outcome& o, const std::string& want) {
