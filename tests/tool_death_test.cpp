@@ -9,6 +9,14 @@
 #include <cstdint>
 
 #include "osmem/osmem.h"
+#include "sanitizer.hpp"
+
+#if defined(OSMEM_TOOL_ASAN)
+#include <sanitizer/asan_interface.h>
+
+#include <random>
+#include <vector>
+#endif
 
 namespace {
 
@@ -91,6 +99,46 @@ TEST_F(ToolDeath, DoubleFreeIsReportedWithItsStack) {
                "#[0-9]+ 0x[0-9a-f]+ in os_free.*"
                "in .*ToolDeath_DoubleFreeIsReportedWithItsStack_Test::TestBody");
   os_free(keep);
+}
+
+// tool::usable finds the first poisoned byte by reading ASan's shadow
+// itself (ASan's own search is a call per byte). Random poisoned ranges,
+// random unaligned windows: it must agree with ASan asked byte by byte.
+TEST(ToolUsable, FirstPoisonedByteAgreesWithAsanByteByByte) {
+#if defined(OSMEM_TOOL_ASAN)
+  std::vector<unsigned char> buffer(8192 + 64);
+  unsigned char* base = buffer.data();
+  std::mt19937_64 rng(7);
+  auto pick = [&](std::size_t lo, std::size_t hi) {
+    return std::uniform_int_distribution<std::size_t>(lo, hi)(rng);
+  };
+  int found = 0;
+  for (int round = 0; round < 2000; ++round) {
+    __asan_unpoison_memory_region(base, buffer.size());
+    const int ranges = static_cast<int>(pick(0, 3));
+    for (int r = 0; r < ranges; ++r) {
+      const std::size_t at = pick(0, buffer.size() - 1);
+      __asan_poison_memory_region(base + at,
+                                  pick(1, std::min<std::size_t>(200, buffer.size() - at)));
+    }
+    const std::size_t from = pick(0, 300);
+    const std::size_t n = pick(0, buffer.size() - from);
+    std::size_t want = n;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (__asan_address_is_poisoned(base + from + i) != 0) {
+        want = i;
+        break;
+      }
+    }
+    if (want != n) ++found;
+    ASSERT_EQ(osmem::tool::usable(base + from, n), want)
+        << "round " << round << ", window at +" << from << ", " << n << " bytes";
+  }
+  __asan_unpoison_memory_region(base, buffer.size());
+  EXPECT_GT(found, 500);  // the windows did meet poison, often
+#else
+  GTEST_SKIP() << "built without ASan's hooks";
+#endif
 }
 
 }  // namespace
