@@ -104,6 +104,7 @@ void Lockstep::reset() {
   blocks_before_.clear();
   next_tag_ = 1;
   steps_ = 0;
+  tearing_down_ = false;
   extend_calls_ = map_calls_ = unmap_calls_ = 0;
   log_.clear();
 }
@@ -319,7 +320,8 @@ void Lockstep::compare_stats(const Op& op) {
 void Lockstep::after_step(const Op& op) {
   compare_calls(op);
   compare_stats(op);
-  const bool full = options_.full_every != 0 && (steps_ + 1) % options_.full_every == 0;
+  const bool full =
+      !tearing_down_ && options_.full_every != 0 && (steps_ + 1) % options_.full_every == 0;
   if (full) {
     run_checker(op);
     compare_blocks(op);
@@ -327,7 +329,7 @@ void Lockstep::after_step(const Op& op) {
   }
   const unsigned every =
       options_.payloads_every != 0 ? options_.payloads_every : options_.full_every;
-  check_free_payloads(op, every != 0 && steps_ % every == 0);
+  check_free_payloads(op, !tearing_down_ && every != 0 && steps_ % every == 0);
   ++steps_;
 }
 
@@ -437,41 +439,58 @@ void Lockstep::compare_payload(const Op& op, const Block& b, std::size_t from, s
 // addressable: the engine said so when it handed the block out) and then
 // compared in place.
 void Lockstep::verify_contents(const Op& op, const Live& l) const {
+  verify_range(op, l, 0, l.requested);
+}
+
+void Lockstep::verify_range(const Op& op, const Live& l, std::size_t from, std::size_t to) const {
+  if (from >= to) return;
 #if defined(OSMEM_UNDER_ASAN)
-  if (l.requested != 0 && __asan_region_is_poisoned(l.ptr, l.requested) != nullptr) {
-    diverge(op + ": block " + to_string(l.addr) + " has bytes that are no access to ASan at " +
-            hex(reinterpret_cast<std::uintptr_t>(__asan_region_is_poisoned(l.ptr, l.requested))));
+  if (__asan_region_is_poisoned(l.ptr + from, to - from) != nullptr) {
+    diverge(
+        op + ": block " + to_string(l.addr) + " has bytes that are no access to ASan at " +
+        hex(reinterpret_cast<std::uintptr_t>(__asan_region_is_poisoned(l.ptr + from, to - from))));
   }
-  std::size_t j = l.requested;
-  pattern::for_runs(l.tag, 0, l.requested,
-                    [&](std::size_t at, const std::uint8_t* src, std::size_t len) {
-                      std::uint8_t got = 0;
-                      const std::size_t k = first_difference(l.ptr + at, src, len, &got);
-                      if (k == len) return true;
-                      j = at + k;
-                      return false;
-                    });
+  std::size_t j = to;
+  pattern::for_runs(l.tag, from, to, [&](std::size_t at, const std::uint8_t* src, std::size_t len) {
+    std::uint8_t got = 0;
+    const std::size_t k = first_difference(l.ptr + at, src, len, &got);
+    if (k == len) return true;
+    j = at + k;
+    return false;
+  });
 #else
-  const std::size_t j = pattern::first_mismatch(l.ptr, l.tag, l.requested);
+  const std::size_t j = from + pattern::first_mismatch(l.ptr + from, l.tag, from, to - from);
 #endif
-  if (j != l.requested) {
+  if (j != to) {
     diverge(op + ": block " + to_string(l.addr) + " lost its contents at byte " +
             std::to_string(j) + " of " + std::to_string(l.requested));
   }
 }
 
+// A step writes headers next to its block: of the live blocks around it,
+// the kNeighbourWindow bytes that face it are verified at once. A write
+// that lands deeper in a neighbour is found by the next full check (every
+// `full_every` steps), or when that block is freed or resized.
 void Lockstep::verify_neighbours(const Op& op, std::uintptr_t start) const {
+  constexpr std::size_t kNeighbourWindow = 512;
   // Only heap blocks have neighbours a step writes next to; a mapping's
   // address-order neighbour is anywhere (the periodic full check sees it).
   if (!source_->in_heap_buffer(reinterpret_cast<const void*>(start))) return;
+  const bool whole = options_.full_every <= 1;
   auto it = by_address_.lower_bound(start);
   if (it != by_address_.end() && it->first == start) ++it;
   if (it != by_address_.end() && it->second.addr.kind == Addr::Kind::Heap) {
-    verify_contents(op.with(" (the next live block)"), it->second);
+    const Live& next = it->second;
+    const std::size_t to =
+        whole || next.requested < kNeighbourWindow ? next.requested : kNeighbourWindow;
+    verify_range(op.with(" (the next live block)"), next, 0, to);
   }
   it = by_address_.lower_bound(start);
   if (it != by_address_.begin() && std::prev(it)->second.addr.kind == Addr::Kind::Heap) {
-    verify_contents(op.with(" (the previous live block)"), std::prev(it)->second);
+    const Live& prev = std::prev(it)->second;
+    const std::size_t from =
+        whole || prev.requested < kNeighbourWindow ? 0 : prev.requested - kNeighbourWindow;
+    verify_range(op.with(" (the previous live block)"), prev, from, prev.requested);
   }
 }
 
@@ -673,8 +692,13 @@ void Lockstep::verify_all() {
   check_free_payloads(op, true);
 }
 
+// Each free verifies the block it frees and what the step changed; the
+// periodic whole checks wait for the one at the end (with 1 = every step,
+// as the properties run, they still run at every free).
 void Lockstep::free_all() {
+  tearing_down_ = options_.full_every > 1;
   while (!live_.empty()) free(live_.size() - 1);
+  tearing_down_ = false;
   verify_all();
 }
 

@@ -177,6 +177,8 @@ class Lockstep {
   long adopt(const Op& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
              const Live* kept);
   void verify_contents(const Op& op, const Live& l) const;
+  // Bytes [from, to) of the block's requested bytes.
+  void verify_range(const Op& op, const Live& l, std::size_t from, std::size_t to) const;
   // The live blocks that start just below and just above `start`.
   void verify_neighbours(const Op& op, std::uintptr_t start) const;
   void verify_all_contents(const Op& op) const;
@@ -212,6 +214,7 @@ class Lockstep {
   std::vector<Block> blocks_before_;  // the model's heap list before the step
   std::uint8_t next_tag_ = 1;
   std::size_t steps_ = 0;
+  bool tearing_down_ = false;  // in free_all: the whole check runs once, at the end
   // System calls the source recorded since reset, per kind.
   std::size_t extend_calls_ = 0, map_calls_ = 0, unmap_calls_ = 0;
   std::vector<Record> log_;

@@ -63,20 +63,28 @@ inline void fill(void* p, std::uint8_t tag, std::size_t from, std::size_t to) {
   });
 }
 
-// The first byte of [0, n) that is not the pattern, or n.
-inline std::size_t first_mismatch(const void* p, std::uint8_t tag, std::size_t n) {
+// The first of the n bytes at p, which are bytes [from, from + n) of a
+// block, that is not the pattern (relative to p), or n.
+inline std::size_t first_mismatch(const void* p, std::uint8_t tag, std::size_t from,
+                                  std::size_t n) {
   const auto* b = static_cast<const unsigned char*>(p);
   std::size_t bad = n;
-  for_runs(tag, 0, n, [&](std::size_t j, const std::uint8_t* src, std::size_t len) {
-    if (std::memcmp(b + j, src, len) == 0) return true;
+  for_runs(tag, from, from + n, [&](std::size_t j, const std::uint8_t* src, std::size_t len) {
+    const unsigned char* at = b + (j - from);
+    if (std::memcmp(at, src, len) == 0) return true;
     for (std::size_t k = 0;; ++k) {
-      if (b[j + k] != src[k]) {
-        bad = j + k;
+      if (at[k] != src[k]) {
+        bad = j - from + k;
         return false;
       }
     }
   });
   return bad;
+}
+
+// The first byte of [0, n) that is not the pattern, or n.
+inline std::size_t first_mismatch(const void* p, std::uint8_t tag, std::size_t n) {
+  return first_mismatch(p, tag, 0, n);
 }
 
 // The first non-zero byte of [0, n), or n.
