@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "fake_source.hpp"
@@ -239,6 +240,93 @@ TEST(FreeTree, CheckerSeesAFreeBlockMissingFromTheIndex) {
   b->status = Status::Free;
   heap.sealer().seal(b);
   EXPECT_TRUE(reports_index_mismatch(heap));
+}
+
+// Every kind of damage to the records themselves (they live outside the
+// heap, where a stray write from the program can still reach them): the
+// checker reports an index mismatch, reads only records it knows to be in
+// the pool and headers in memory the heap owns (ASan watches), and ends
+// (a cycle stops it).
+TEST(FreeTree, CheckerReportsEveryKindOfRecordDamageWithinBounds) {
+  struct Damage {
+    const char* what;
+    // records, records handed out, a FREE block's header, an allocated one's
+    void (*apply)(BlockRecord* r, std::size_t used, std::uintptr_t free_header,
+                  std::uintptr_t alloc_header);
+  };
+  const Damage damages[] = {
+      {"a key naming memory outside the heap",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         for (std::size_t i = 0; i < used; ++i)
+           if (r[i].block != 0) r[i].block = 4096;
+       }},
+      {"a size of another class",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         for (std::size_t i = 0; i < used; ++i)
+           if (r[i].block != 0) r[i].size = 4000;
+       }},
+      {"a key naming an allocated block",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t free_header,
+          std::uintptr_t alloc_header) {
+         for (std::size_t i = 0; i < used; ++i)
+           if (r[i].block == free_header) r[i].block = alloc_header;
+       }},
+      {"two keys swapped (each names a FREE block, out of order)",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         BlockRecord* first = nullptr;
+         for (std::size_t i = 0; i < used; ++i) {
+           if (r[i].block == 0 || r[i].size != 48) continue;
+           if (first == nullptr) {
+             first = &r[i];
+           } else {
+             std::swap(first->block, r[i].block);
+             return;
+           }
+         }
+       }},
+      {"every record its own left child (a cycle)",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         for (std::size_t i = 0; i < used; ++i)
+           if (r[i].block != 0) r[i].left = static_cast<std::uint32_t>(i + 1);
+       }},
+      {"a subtree cut off (fewer nodes than records)",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         for (std::size_t i = 0; i < used; ++i) {
+           if (r[i].block != 0 && (r[i].left != 0 || r[i].right != 0)) {
+             r[i].left = r[i].right = 0;
+             return;
+           }
+         }
+       }},
+      {"a recycled record that names a block",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t free_header, std::uintptr_t) {
+         for (std::size_t i = 0; i < used; ++i)
+           if (r[i].block == 0) r[i].block = free_header;
+       }},
+      {"the recycled records' list in a cycle",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         for (std::size_t i = 0; i < used; ++i)
+           if (r[i].block == 0) r[i].left = static_cast<std::uint32_t>(i + 1);
+       }},
+  };
+  for (const Damage& d : damages) {
+    SCOPED_TRACE(d.what);
+    FakeSource src;
+    Heap<FakeSource> heap(src, 0xfeed);
+    std::vector<void*> live;
+    for (int i = 0; i < 64; ++i) live.push_back(heap.malloc(48));
+    for (std::size_t i = 0; i < live.size(); i += 2) heap.free(live[i]);
+    // Take some back, so that recycled records sit on the pool's free list.
+    for (int i = 0; i < 6; ++i) ASSERT_NE(heap.malloc(48), nullptr);
+    const RecordPool& pool = heap.free_index().records();
+    ASSERT_NE(pool.free_head(), 0u) << "no recycled record to damage";
+    ASSERT_FALSE(reports_index_mismatch(heap));
+    const auto free_header = reinterpret_cast<std::uintptr_t>(BlockMeta::from_payload(live[62]));
+    const auto alloc_header = reinterpret_cast<std::uintptr_t>(BlockMeta::from_payload(live[63]));
+    d.apply(static_cast<BlockRecord*>(src.metadata_area().base), pool.high_water(), free_header,
+            alloc_header);
+    EXPECT_TRUE(reports_index_mismatch(heap));
+  }
 }
 
 }  // namespace
