@@ -326,6 +326,23 @@ TEST(FreeTree, CheckerReportsEveryKindOfRecordDamageWithinBounds) {
     d.apply(static_cast<BlockRecord*>(src.metadata_area().base), pool.high_water(), free_header,
             alloc_header);
     EXPECT_TRUE(reports_index_mismatch(heap));
+    // The heap's checker walks the tree itself only when its list walk found
+    // nothing (most of these damages it sees already, as a FREE block its
+    // key does not find): the tree's own check must see each of them too.
+    const std::byte* lo = src.heap_base();
+    const std::byte* hi = lo + src.break_offset();
+    std::size_t reported = 0;
+    heap.free_index().check(
+        heap.sealer(),
+        [&](const BlockMeta* b) {
+          const auto* p = reinterpret_cast<const std::byte*>(b);
+          return p >= lo && p + kHeaderSize <= hi;
+        },
+        [&](Invariant inv, const void*) {
+          EXPECT_EQ(inv, Invariant::IndexMismatch);
+          ++reported;
+        });
+    EXPECT_GT(reported, 0u);
   }
 }
 
