@@ -4,6 +4,7 @@
 // and corruption of its records diagnosed rather than followed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -298,6 +299,39 @@ TEST(FreeTree, CheckerReportsEveryKindOfRecordDamageWithinBounds) {
            }
          }
        }},
+      {"a child index past the records handed out",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         for (std::size_t i = 0; i < used; ++i)
+           if (r[i].block != 0 && r[i].left == 0) {
+             r[i].left = static_cast<std::uint32_t>(used + 5);
+             return;
+           }
+       }},
+      {"every 48-byte record in one chain that links each next one twice: the walk's stack "
+       "outgrows its bound",
+       [](BlockRecord* r, std::size_t used, std::uintptr_t, std::uintptr_t) {
+         // The class's root is the record no other record names as a child.
+         std::vector<bool> child(used + 1, false);
+         std::vector<std::uint32_t> ids;
+         std::vector<std::uintptr_t> keys;
+         for (std::size_t i = 0; i < used; ++i) {
+           if (r[i].block == 0 || r[i].size != 48) continue;
+           child[r[i].left] = child[r[i].right] = true;
+           ids.push_back(static_cast<std::uint32_t>(i + 1));
+           keys.push_back(r[i].block);
+         }
+         std::sort(keys.begin(), keys.end());
+         for (std::size_t k = 0; k < ids.size(); ++k) {
+           if (!child[ids[k]]) std::swap(ids[k], ids[0]);  // the root first
+         }
+         // root -> next (as both children) -> ...: keys ascending, each a
+         // real FREE block. The walk keeps one pending frame per level.
+         for (std::size_t k = 0; k < ids.size(); ++k) {
+           BlockRecord& n = r[ids[k] - 1];
+           n.block = keys[k];
+           n.left = n.right = k + 1 < ids.size() ? ids[k + 1] : 0;
+         }
+       }},
       {"a recycled record that names a block",
        [](BlockRecord* r, std::size_t used, std::uintptr_t free_header, std::uintptr_t) {
          for (std::size_t i = 0; i < used; ++i)
@@ -314,7 +348,8 @@ TEST(FreeTree, CheckerReportsEveryKindOfRecordDamageWithinBounds) {
     FakeSource src;
     Heap<FakeSource> heap(src, 0xfeed);
     std::vector<void*> live;
-    for (int i = 0; i < 64; ++i) live.push_back(heap.malloc(48));
+    // 210 FREE blocks of 48 bytes, more than the tree's depth bound.
+    for (int i = 0; i < 432; ++i) live.push_back(heap.malloc(48));
     for (std::size_t i = 0; i < live.size(); i += 2) heap.free(live[i]);
     // Take some back, so that recycled records sit on the pool's free list.
     for (int i = 0; i < 6; ++i) ASSERT_NE(heap.malloc(48), nullptr);
@@ -323,6 +358,7 @@ TEST(FreeTree, CheckerReportsEveryKindOfRecordDamageWithinBounds) {
     ASSERT_FALSE(reports_index_mismatch(heap));
     const auto free_header = reinterpret_cast<std::uintptr_t>(BlockMeta::from_payload(live[62]));
     const auto alloc_header = reinterpret_cast<std::uintptr_t>(BlockMeta::from_payload(live[63]));
+    static_assert(FreeTree::kMaxDepth < 210);
     d.apply(static_cast<BlockRecord*>(src.metadata_area().base), pool.high_water(), free_header,
             alloc_header);
     EXPECT_TRUE(reports_index_mismatch(heap));
