@@ -347,10 +347,7 @@ void corrupt_and_judge(Lockstep& ls, const osmem::fuzz::CorruptionInput& c) {
     }
     return;
   }
-  if (!live_data_hit) {
-    ls.verify_all();
-    ls.free_all();
-  }
+  if (!live_data_hit) ls.verify_and_free_all();
 }
 
 }  // namespace

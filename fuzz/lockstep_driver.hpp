@@ -168,8 +168,7 @@ inline void run_op_stream(const char* target, unsigned full_every, std::uint8_t 
   with_lockstep(target, full_every, [&](model::Lockstep& ls) {
     LockstepDriver driver(ls);
     driver.run(in, kinds);
-    ls.verify_all();
-    ls.free_all();
+    ls.verify_and_free_all();
   });
 }
 

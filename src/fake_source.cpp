@@ -35,7 +35,7 @@ FakeSource::FakeSource(FakeLimits limits) : limits_(limits) {
 FakeSource::~FakeSource() {
   release_mappings();
   recycle_ = false;
-  for (std::size_t i = 0; i < spare_count_; ++i) release(spares_[i].addr, spares_[i].len);
+  for (std::size_t i = 0; i < spare_count_; ++i) release(spares_[i].addr, spares_[i].len, 0);
   spare_count_ = 0;
   // The engine marked what it took no access; the next mapping at this
   // address must not inherit that.
@@ -52,7 +52,7 @@ void FakeSource::release_mappings() {
     if (mappings_[i].addr != nullptr) {
       // Blocks the engine still held: clear their no-access marks first.
       tool::defined(mappings_[i].base, mappings_[i].reserved);
-      release(mappings_[i].base, mappings_[i].reserved);
+      release(mappings_[i].base, mappings_[i].reserved, mappings_[i].dirty);
     }
     mappings_[i] = Mapping{};
   }
@@ -70,11 +70,12 @@ bool FakeSource::recycle_mappings(bool on) {
   return recycle_;
 }
 
-void FakeSource::release(std::byte* addr, std::size_t reserved) {
+void FakeSource::release(std::byte* addr, std::size_t reserved,
+                         [[maybe_unused]] std::size_t dirty) {
 #if defined(OSMEM_UNDER_ASAN)
   if (recycle_ && spare_count_ < kSpareSlots) {
     ASAN_POISON_MEMORY_REGION(addr, reserved);
-    spares_[spare_count_++] = Spare{addr, reserved};
+    spares_[spare_count_++] = Spare{addr, reserved, dirty};
     return;
   }
   ASAN_UNPOISON_MEMORY_REGION(addr, reserved);
@@ -91,8 +92,11 @@ std::size_t FakeSource::spare_size(std::size_t len) {
 }
 
 // The smallest spare that holds len bytes, zeroed like a fresh mapping (its
-// tail stays no access); nullptr when there is none.
-std::byte* FakeSource::take_spare(std::size_t len, std::size_t* reserved) {
+// tail stays no access); nullptr when there is none. Only the part an
+// earlier use may have written is cleared: the rest of a power-of-two
+// spare was never handed out, and clearing the whole request was a
+// twentieth of the ops target's time.
+std::byte* FakeSource::take_spare(std::size_t len, std::size_t* reserved, std::size_t* dirty) {
   if (!recycle_) return nullptr;
   const std::size_t need = round_to_page(len);
   std::size_t best = spare_count_;
@@ -109,8 +113,9 @@ std::byte* FakeSource::take_spare(std::size_t len, std::size_t* reserved) {
   ASAN_UNPOISON_MEMORY_REGION(s.addr, need);
   if (s.len > need) ASAN_POISON_MEMORY_REGION(s.addr + need, s.len - need);
 #endif
-  std::memset(s.addr, 0, need);
+  std::memset(s.addr, 0, need < s.dirty ? need : s.dirty);
   *reserved = s.len;
+  *dirty = need > s.dirty ? need : s.dirty;
   return s.addr;
 }
 
@@ -188,7 +193,8 @@ void* FakeSource::map(std::size_t len) {
   const bool fail = scheduled(fail_map_, fail_map_n_, map_calls_) || len == 0 ||
                     live_count_ >= limits_.max_mappings || len > limits_.map_capacity - live_bytes_;
   std::size_t reserved = len;
-  void* p = fail ? nullptr : take_spare(len, &reserved);
+  std::size_t dirty = round_to_page(len);
+  void* p = fail ? nullptr : take_spare(len, &reserved, &dirty);
   if (!fail && p == nullptr) {
     if (recycle_) reserved = spare_size(len);
     p = os_.map(reserved);
@@ -206,8 +212,8 @@ void* FakeSource::map(std::size_t len) {
   }
   std::size_t slot = 0;
   while (mappings_[slot].addr != nullptr) ++slot;  // live_count_ < max_mappings: a slot is free
-  mappings_[slot] =
-      Mapping{static_cast<std::byte*>(p), len, next_serial_, reserved, static_cast<std::byte*>(p)};
+  mappings_[slot] = Mapping{static_cast<std::byte*>(p), len,  next_serial_, reserved,
+                            static_cast<std::byte*>(p), dirty};
   if (slot >= slots_used_) slots_used_ = slot + 1;
   ++live_count_;
   live_bytes_ += len;
@@ -243,7 +249,8 @@ void* FakeSource::remap(void* p, std::size_t old_len, std::size_t new_len) {
     return p;
   }
   std::size_t reserved = new_len;
-  std::byte* q = take_spare(new_len, &reserved);
+  std::size_t dirty = round_to_page(new_len);
+  std::byte* q = take_spare(new_len, &reserved, &dirty);
   if (q == nullptr) {
     if (recycle_) reserved = spare_size(new_len);
     q = static_cast<std::byte*>(os_.map(reserved));
@@ -254,9 +261,9 @@ void* FakeSource::remap(void* p, std::size_t old_len, std::size_t new_len) {
   }
   tool::peek(q, p, old_len);
   tool::defined(m->base, m->reserved);  // no stale marks for the next mapping here
-  release(m->base, m->reserved);
+  release(m->base, m->reserved, m->dirty);
   live_bytes_ += new_len - old_len;
-  *m = Mapping{q, new_len, m->serial, reserved, q};
+  *m = Mapping{q, new_len, m->serial, reserved, q, dirty};
   record(SourceCall::Kind::Remap, true, new_len, m->serial);
   return q;
 }
@@ -285,7 +292,7 @@ bool FakeSource::unmap(void* p, std::size_t len) {
     }
     if (m.addr == p && m.addr != nullptr) {
       if (m.len != len) break;
-      release(m.base, m.reserved);
+      release(m.base, m.reserved, m.dirty);
       record(SourceCall::Kind::Unmap, true, len, m.serial);
       --live_count_;
       live_bytes_ -= len;

@@ -133,18 +133,23 @@ class FakeSource {
     std::size_t serial;
     std::size_t reserved;  // bytes actually mapped (a reused spare may be longer)
     std::byte* base;       // where those start (addr, unless a prefix was unmapped)
+    // Bytes from base that may hold something other than zero: what was
+    // handed out (a mapping never grows in place), or more, left from an
+    // earlier use of a spare (no access since).
+    std::size_t dirty;
   };
   struct Spare {
     std::byte* addr;
-    std::size_t len;  // page multiple
+    std::size_t len;    // page multiple
+    std::size_t dirty;  // as Mapping::dirty: the rest is zero still
   };
   static constexpr std::size_t kSpareSlots = 256;
 
   void record(SourceCall::Kind kind, bool ok, std::size_t arg, std::size_t result);
   static bool scheduled(const std::size_t* list, std::size_t n, std::size_t call);
   void release_mappings();
-  void release(std::byte* addr, std::size_t reserved);
-  std::byte* take_spare(std::size_t len, std::size_t* reserved);
+  void release(std::byte* addr, std::size_t reserved, std::size_t dirty);
+  std::byte* take_spare(std::size_t len, std::size_t* reserved, std::size_t* dirty);
   static std::size_t spare_size(std::size_t len);
 
   OsSource os_;

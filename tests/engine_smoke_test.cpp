@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "fake_source.hpp"
 #include "heap.hpp"
 
@@ -30,6 +32,33 @@ TEST(EngineSmoke, FirstMallocPreallocatesAndSplits) {
   heap.free(m);
   EXPECT_EQ(src.live_mappings(), 0u);
   EXPECT_EQ(heap.check(v, 8), 0u);
+}
+
+// The fake source's recycled mappings (ASan builds, the fuzzers): a spare
+// handed out again must read zero like a fresh mapping, over everything the
+// new mapping covers, whatever earlier, larger or smaller, uses wrote.
+TEST(FakeSourceSpares, RecycledMappingsReadZeroLikeFreshOnes) {
+  FakeSource src;
+  if (!src.recycle_mappings(true)) GTEST_SKIP() << "mappings are recycled under ASan only";
+  auto all_zero = [](const void* p, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; i < n; ++i)
+      if (b[i] != 0) return false;
+    return true;
+  };
+  // 300 KiB, then 100 KiB, 300 KiB, 500 KiB and 100 KiB: each of the later
+  // ones reuses the one power-of-two spare (512 KiB).
+  const std::size_t sizes[] = {300 << 10, 100 << 10, 300 << 10, 500 << 10, 100 << 10, 500 << 10};
+  std::byte* first = nullptr;
+  for (std::size_t n : sizes) {
+    auto* p = static_cast<std::byte*>(src.map(n));
+    ASSERT_NE(p, nullptr);
+    if (first == nullptr) first = p;
+    EXPECT_EQ(p, first) << "the spare was not reused";
+    EXPECT_TRUE(all_zero(p, n)) << n << " bytes";
+    std::memset(p, 0xa5, n);
+    ASSERT_TRUE(src.unmap(p, n));
+  }
 }
 
 }  // namespace

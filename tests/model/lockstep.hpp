@@ -108,6 +108,9 @@ class Lockstep {
 
   // Full verification: checker, block lists, every live block's contents.
   void verify_all();
+  // verify_all() without the live blocks' contents, then free_all(), which
+  // verifies each block whole as it frees it: the end of a fuzz input.
+  void verify_and_free_all();
   // Frees every live block (verifying each step), then verifies.
   void free_all();
 
@@ -176,6 +179,7 @@ class Lockstep {
   void run_checker(const Op& op);
   long adopt(const Op& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
              const Live* kept);
+  void verify_all(bool contents);
   void verify_contents(const Op& op, const Live& l) const;
   // Bytes [from, to) of the block's requested bytes.
   void verify_range(const Op& op, const Live& l, std::size_t from, std::size_t to) const;
