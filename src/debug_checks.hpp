@@ -447,8 +447,6 @@ class DebugChecks {
   }
 
  public:
-  // The details of the last write after free found, after the report's
-  // first line (the API's error handler prints them).
   // "(called from ADDRESS: SYMBOL)", the symbol when `symbolise` names it.
   static LineBuffer& called_from(LineBuffer& line, std::uintptr_t address,
                                  bool (*symbolise)(std::uintptr_t, LineBuffer&)) {
@@ -490,7 +488,9 @@ class DebugChecks {
     line.flush(fd);
   }
 
-  // `symbolise` (may be null) names a caller's address (leaks.hpp).
+  // The details of the last write after free found, after the report's
+  // first line (the API's error handler prints them). `symbolise` (may be
+  // null) names a caller's address (leaks.hpp).
   void print_freed_finding(int fd, bool (*symbolise)(std::uintptr_t, LineBuffer&) = nullptr) const {
     const FreedFinding& f = freed_finding_;
     auto caller = [&](LineBuffer& line, std::uintptr_t address) -> LineBuffer& {
