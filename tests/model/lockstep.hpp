@@ -183,6 +183,10 @@ class Lockstep {
   void verify_contents(const Op& op, const Live& l) const;
   // Bytes [from, to) of the block's requested bytes.
   void verify_range(const Op& op, const Live& l, std::size_t from, std::size_t to) const;
+  // Under ASan: the block's requested bytes (or [from, to) of them) are
+  // addressable, as a live block's must be. Elsewhere nothing.
+  void verify_addressable(const Op& op, const Live& l) const;
+  void verify_addressable(const Op& op, const Live& l, std::size_t from, std::size_t to) const;
   // The live blocks that start just below and just above `start`.
   void verify_neighbours(const Op& op, std::uintptr_t start) const;
   void verify_all_contents(const Op& op) const;
