@@ -52,7 +52,12 @@ std::size_t first_difference(const std::byte* p, const std::uint8_t* want, std::
   return n;
 }
 #else
-OSMEM_NO_SANITIZE_READS __attribute__((no_sanitize("undefined"))) std::size_t first_difference(
+// The scan, inlined into two callers: one compiled for AVX2 (32-byte
+// compares, used when the processor has it) and one for the baseline
+// (SSE2). Comparing contents is the largest single cost of the ops target;
+// the AVX2 copy halves the instructions per byte.
+#define OSMEM_SCAN_ATTRIBUTES OSMEM_NO_SANITIZE_READS __attribute__((no_sanitize("undefined")))
+OSMEM_SCAN_ATTRIBUTES __attribute__((always_inline)) inline std::size_t scan_difference(
     const std::byte* p, const std::uint8_t* want, std::size_t n, std::uint8_t* got) {
   const auto* b = reinterpret_cast<const unsigned char*>(p);
   std::size_t i = 0;
@@ -75,6 +80,23 @@ OSMEM_NO_SANITIZE_READS __attribute__((no_sanitize("undefined"))) std::size_t fi
   }
   return n;
 }
+
+#if defined(__x86_64__)
+OSMEM_SCAN_ATTRIBUTES __attribute__((target("avx2"))) std::size_t first_difference_avx2(
+    const std::byte* p, const std::uint8_t* want, std::size_t n, std::uint8_t* got) {
+  return scan_difference(p, want, n, got);
+}
+#endif
+
+OSMEM_SCAN_ATTRIBUTES std::size_t first_difference(const std::byte* p, const std::uint8_t* want,
+                                                   std::size_t n, std::uint8_t* got) {
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return first_difference_avx2(p, want, n, got);
+#endif
+  return scan_difference(p, want, n, got);
+}
+#undef OSMEM_SCAN_ATTRIBUTES
 #endif
 
 }  // namespace
