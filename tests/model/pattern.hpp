@@ -82,11 +82,6 @@ inline std::size_t first_mismatch(const void* p, std::uint8_t tag, std::size_t f
   return bad;
 }
 
-// The first byte of [0, n) that is not the pattern, or n.
-inline std::size_t first_mismatch(const void* p, std::uint8_t tag, std::size_t n) {
-  return first_mismatch(p, tag, 0, n);
-}
-
 // The first non-zero byte of [0, n), or n.
 inline std::size_t first_nonzero(const void* p, std::size_t n) {
   static const unsigned char zeros[4096] = {};
