@@ -106,10 +106,12 @@ class Lockstep {
   // what FREE payloads must keep from now on.
   void user_wrote(const void* p, std::size_t len);
 
-  // Full verification: checker, block lists, every live block's contents.
+  // Full verification: checker, block lists, every live block's contents,
+  // every FREE payload.
   void verify_all();
-  // verify_all() without the live blocks' contents, then free_all(), which
-  // verifies each block whole as it frees it: the end of a fuzz input.
+  // verify_all() without the contents of live blocks and FREE payloads,
+  // then free_all(), which compares each block whole as it frees it and
+  // every FREE payload at its end: the end of a fuzz input.
   void verify_and_free_all();
   // Frees every live block (verifying each step), then verifies.
   void free_all();
@@ -179,7 +181,7 @@ class Lockstep {
   void run_checker(const Op& op);
   long adopt(const Op& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
              const Live* kept);
-  void verify_all(bool contents);
+  void verify_all(bool contents, bool payloads);
   void verify_contents(const Op& op, const Live& l) const;
   // Bytes [from, to) of the block's requested bytes.
   void verify_range(const Op& op, const Live& l, std::size_t from, std::size_t to) const;
