@@ -235,58 +235,59 @@ class FreeTree {
     std::size_t nodes = 0;
     std::size_t bytes = 0;
     bool complete = true;
+    // Which classes have a tree: it must be what the bitmap says (a bit
+    // without a root, or a root without its bit, is a mismatch).
+    std::uint64_t occupied[kClasses / 64];
     for (std::size_t w = 0; w < kClasses / 64; ++w) {
-      const std::uint64_t occupied = occupied_classes(w);
-      // A bit without a root, or a root without its bit.
-      if (occupied != bits_[w]) add(Invariant::IndexMismatch, nullptr);
-      for (std::uint64_t todo = occupied; todo != 0; todo &= todo - 1) {
-        const std::size_t c = w * 64 + static_cast<std::size_t>(std::countr_zero(todo));
-        int depth = 0;
-        stack[depth++] = Frame{roots_[c], nullptr, nullptr, UINT64_MAX};
-        while (depth > 0) {
-          const Frame f = stack[--depth];
-          if (!pool_.valid(f.id)) {
-            add(Invariant::IndexMismatch, nullptr);  // an index past the pool's records
+      occupied[w] = occupied_classes(w);
+      if (occupied[w] != bits_[w]) add(Invariant::IndexMismatch, nullptr);
+    }
+    for (std::size_t c = next_set(occupied, 0); c < kClasses; c = next_set(occupied, c + 1)) {
+      int depth = 0;
+      stack[depth++] = Frame{roots_[c], nullptr, nullptr, UINT64_MAX};
+      while (depth > 0) {
+        const Frame f = stack[--depth];
+        if (!pool_.valid(f.id)) {
+          add(Invariant::IndexMismatch, nullptr);  // an index past the pool's records
+          complete = false;
+          continue;
+        }
+        const BlockRecord& n = pool_.at(f.id);
+        const auto* b = reinterpret_cast<const BlockMeta*>(n.block);
+        if (!readable(b) || class_of(n.size) != c) {
+          add(Invariant::IndexMismatch, b);  // cannot be a free block of this class
+          complete = false;
+          continue;
+        }
+        {
+          // The record's key must be its block's header: a FREE block of
+          // that size, sealed.
+          const OpenHeader open(b);
+          if (!sealer.intact(b) || b->status != Status::Free || b->size != n.size) {
+            add(Invariant::IndexMismatch, b);
             complete = false;
             continue;
           }
-          const BlockRecord& n = pool_.at(f.id);
-          const auto* b = reinterpret_cast<const BlockMeta*>(n.block);
-          if (!readable(b) || class_of(n.size) != c) {
-            add(Invariant::IndexMismatch, b);  // cannot be a free block of this class
+        }
+        const std::uint64_t p = sealer.priority(n.block);
+        if ((f.lo != nullptr && !less(*f.lo, n)) || (f.hi != nullptr && !less(n, *f.hi)) ||
+            p > f.parent_priority) {
+          add(Invariant::IndexMismatch, b);
+        }
+        if (++nodes > pool_.in_use()) {
+          add(Invariant::IndexMismatch, b);
+          return;  // more nodes than records in use: a cycle or a stray
+        }
+        bytes += n.size;
+        for (int side = 0; side < 2; ++side) {
+          const std::uint32_t v = side == 0 ? n.left : n.right;
+          if (v == 0) continue;
+          if (depth >= kMaxDepth) {
+            add(Invariant::IndexMismatch, b);
             complete = false;
             continue;
           }
-          {
-            // The record's key must be its block's header: a FREE block of
-            // that size, sealed.
-            const OpenHeader open(b);
-            if (!sealer.intact(b) || b->status != Status::Free || b->size != n.size) {
-              add(Invariant::IndexMismatch, b);
-              complete = false;
-              continue;
-            }
-          }
-          const std::uint64_t p = sealer.priority(n.block);
-          if ((f.lo != nullptr && !less(*f.lo, n)) || (f.hi != nullptr && !less(n, *f.hi)) ||
-              p > f.parent_priority) {
-            add(Invariant::IndexMismatch, b);
-          }
-          if (++nodes > pool_.in_use()) {
-            add(Invariant::IndexMismatch, b);
-            return;  // more nodes than records in use: a cycle or a stray
-          }
-          bytes += n.size;
-          for (int side = 0; side < 2; ++side) {
-            const std::uint32_t v = side == 0 ? n.left : n.right;
-            if (v == 0) continue;
-            if (depth >= kMaxDepth) {
-              add(Invariant::IndexMismatch, b);
-              complete = false;
-              continue;
-            }
-            stack[depth++] = side == 0 ? Frame{v, f.lo, &n, p} : Frame{v, &n, f.hi, p};
-          }
+          stack[depth++] = side == 0 ? Frame{v, f.lo, &n, p} : Frame{v, &n, f.hi, p};
         }
       }
     }
@@ -359,8 +360,14 @@ class FreeTree {
   }
 
   std::size_t next_class(std::size_t c) const {
+    return next_set(bits_, c);
+  }
+
+  // The first class from c on whose bit is set in `words` (kClasses / 64
+  // of them), or kClasses.
+  static std::size_t next_set(const std::uint64_t* words, std::size_t c) {
     for (std::size_t w = c / 64; c < kClasses; ++w, c = w * 64) {
-      const std::uint64_t word = bits_[w] & (~std::uint64_t{0} << (c % 64));
+      const std::uint64_t word = words[w] & (~std::uint64_t{0} << (c % 64));
       if (word != 0) return w * 64 + static_cast<std::size_t>(std::countr_zero(word));
     }
     return kClasses;
