@@ -226,8 +226,7 @@ inline bool hidden([[maybe_unused]] const void* p, [[maybe_unused]] std::size_t 
   if (detail::off()) return false;
 #if defined(OSMEM_TOOL_ASAN)
   // Every header the engine opens asks this: the shadow read directly (a
-  // few loads for a header) instead of ASan's general region check, which
-  // was a tenth of the fuzz targets' time.
+  // few loads for a header) instead of ASan's general region check.
   return detail::first_poisoned(p, n) != n;
 #elif defined(OSMEM_TOOL_VALGRIND)
   if (RUNNING_ON_VALGRIND == 0) return false;
