@@ -615,7 +615,7 @@ long Lockstep::realloc(std::size_t index, std::size_t n) {
   // moved is compared whole as FREE payload after the step. Past the prefix
   // is what a mapped block takes with it, or slack of a block that shrank.
   const std::size_t keep = old.requested < n ? old.requested : n;
-  verify_addressable(op.with(" (before)"), old);
+  verify_addressable(op.with(" (before)"), old, 0, keep);
   verify_range(op.with(" (before)"), old, keep, old.requested);
   begin_step();
   remember_payload(old);
