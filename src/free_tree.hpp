@@ -373,6 +373,10 @@ class FreeTree {
     return kClasses;
   }
 
+  // tests/free_tree_test.cpp damages the class table the way a stray
+  // write into the heap object would.
+  friend struct FreeTreeDamage;
+
   RecordPool pool_;
   std::uint32_t roots_[kClasses] = {};
   std::uint64_t bits_[kClasses / 64] = {};

@@ -147,6 +147,97 @@ TEST(FreeTree, CorruptedRecordsAreReportedNotFollowed) {
   }
 }
 
+}  // namespace
+
+// The class table (a root and a bit per class) lives in the heap object,
+// where a stray write can reach it like any other memory.
+struct FreeTreeDamage {
+  static FreeTree& of(Heap<FakeSource>& heap) {
+    return const_cast<FreeTree&>(heap.free_index());
+  }
+  static void flip_bit(Heap<FakeSource>& heap, std::size_t c) {
+    of(heap).bits_[c / 64] ^= std::uint64_t{1} << (c % 64);
+  }
+  static std::uint32_t& root(Heap<FakeSource>& heap, std::size_t c) { return of(heap).roots_[c]; }
+};
+
+namespace {
+
+// Every kind of damage to the class table: the checker reports an index
+// mismatch, and the next search either still finds a block that fits or
+// stops with a diagnosis, never following a root that is not there.
+TEST(FreeTree, CheckerReportsEveryKindOfClassTableDamage) {
+  const std::size_t c48 = FreeTree::class_of(48);
+  const std::size_t c96 = FreeTree::class_of(96);
+  const std::size_t empty = FreeTree::class_of(200);  // no free block of 200 bytes
+  struct Damage {
+    const char* what;
+    void (*apply)(Heap<FakeSource>& heap, std::size_t c48, std::size_t c96, std::size_t empty);
+  };
+  const Damage damages[] = {
+      {"the bit of an occupied class cleared",
+       [](Heap<FakeSource>& h, std::size_t c48, std::size_t, std::size_t) {
+         FreeTreeDamage::flip_bit(h, c48);
+       }},
+      {"the bit of an empty class set",
+       [](Heap<FakeSource>& h, std::size_t, std::size_t, std::size_t empty) {
+         FreeTreeDamage::flip_bit(h, empty);
+       }},
+      {"an occupied class's root cleared, its bit left",
+       [](Heap<FakeSource>& h, std::size_t c48, std::size_t, std::size_t) {
+         FreeTreeDamage::root(h, c48) = 0;
+       }},
+      {"an empty class given another class's root and its bit",
+       [](Heap<FakeSource>& h, std::size_t c48, std::size_t, std::size_t empty) {
+         FreeTreeDamage::root(h, empty) = FreeTreeDamage::root(h, c48);
+         FreeTreeDamage::flip_bit(h, empty);
+       }},
+      {"two classes' roots swapped",
+       [](Heap<FakeSource>& h, std::size_t c48, std::size_t c96, std::size_t) {
+         std::swap(FreeTreeDamage::root(h, c48), FreeTreeDamage::root(h, c96));
+       }},
+      {"a root past the records handed out",
+       [](Heap<FakeSource>& h, std::size_t c48, std::size_t, std::size_t) {
+         FreeTreeDamage::root(h, c48) = 0x7fffffff;
+       }},
+  };
+  for (const Damage& d : damages) {
+    SCOPED_TRACE(d.what);
+    FakeSource src;
+    Heap<FakeSource> heap(src, 0xfeed);
+    heap.set_error_handler(throwing_handler);
+    std::vector<void*> live;
+    for (int i = 0; i < 8; ++i) {  // 48, 8, 96, 8: the 8-byte blocks keep the freed ones apart
+      for (std::size_t n : {48, 8, 96, 8}) live.push_back(heap.malloc(n));
+    }
+    for (std::size_t i = 0; i < live.size(); i += 4) {
+      heap.free(live[i]);
+      heap.free(live[i + 2]);
+    }
+    Violation v[4];
+    ASSERT_EQ(heap.check(v, 4), 0u);
+    d.apply(heap, c48, c96, empty);
+    EXPECT_TRUE(reports_index_mismatch(heap));
+    // The searches that reach the damaged classes: a block they return
+    // must be one of the FREE blocks of a size that fits.
+    for (std::size_t n : {std::size_t{40}, std::size_t{48}, std::size_t{96}, std::size_t{200}}) {
+      try {
+        void* p = heap.malloc(n);
+        ASSERT_NE(p, nullptr);
+        const auto it = std::find(live.begin(), live.end(), p);
+        if (it != live.end()) {
+          const std::size_t k = static_cast<std::size_t>(it - live.begin()) % 4;
+          EXPECT_EQ(k % 2, 0u) << "malloc(" << n << ") returned a live block";
+          EXPECT_GE(k == 0 ? 48u : 96u, n) << "malloc(" << n << ") returned a block too small";
+        }
+      } catch (const Diagnosed& e) {
+        EXPECT_EQ(e.kind, ErrorKind::HeapInconsistent);
+        break;  // the heap stopped; nothing after this may run on it
+      }
+    }
+  }
+}
+
 TEST(FreeTree, CheckerComparesEveryRecordKeyWithItsHeader) {
   FakeSource src;
   Heap<FakeSource> heap(src, 0xfeed);
