@@ -218,18 +218,25 @@ TEST(FreeTree, CheckerReportsEveryKindOfClassTableDamage) {
     ASSERT_EQ(heap.check(v, 4), 0u);
     d.apply(heap, c48, c96, empty);
     EXPECT_TRUE(reports_index_mismatch(heap));
-    // The searches that reach the damaged classes: a block they return
-    // must be one of the FREE blocks of a size that fits.
-    for (std::size_t n : {std::size_t{40}, std::size_t{48}, std::size_t{96}, std::size_t{200}}) {
+    // The searches that reach the damaged classes: the n bytes a block
+    // they return must hold overlap no block in use (the 8-byte ones, and
+    // those returned before).
+    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> in_use;
+    for (std::size_t i = 1; i < live.size(); i += 2) {
+      const auto at = reinterpret_cast<std::uintptr_t>(live[i]);
+      in_use.emplace_back(at, at + 8);
+    }
+    for (std::size_t n : {std::size_t{40}, std::size_t{48}, std::size_t{96}, std::size_t{200},
+                          std::size_t{48}, std::size_t{96}}) {
       try {
         void* p = heap.malloc(n);
         ASSERT_NE(p, nullptr);
-        const auto it = std::find(live.begin(), live.end(), p);
-        if (it != live.end()) {
-          const std::size_t k = static_cast<std::size_t>(it - live.begin()) % 4;
-          EXPECT_EQ(k % 2, 0u) << "malloc(" << n << ") returned a live block";
-          EXPECT_GE(k == 0 ? 48u : 96u, n) << "malloc(" << n << ") returned a block too small";
+        const auto at = reinterpret_cast<std::uintptr_t>(p);
+        for (const auto& [from, to] : in_use) {
+          EXPECT_TRUE(at + n <= from || to <= at)
+              << "malloc(" << n << ") returned " << p << ", over a block in use";
         }
+        in_use.emplace_back(at, at + n);
       } catch (const Diagnosed& e) {
         EXPECT_EQ(e.kind, ErrorKind::HeapInconsistent);
         break;  // the heap stopped; nothing after this may run on it
