@@ -51,17 +51,18 @@ constexpr std::size_t kCheckEvery = 32;
 constexpr int kForeignBudget = 64;
 int g_foreign_left = kForeignBudget;
 
-// Built a second time as api_calls_only (OSMEM_FUZZ_API_CALLS_ONLY) for
-// bench/fuzz_throughput: the same inputs make the same calls, and nothing
-// is checked or filled. Its rate is the most this target can reach with a
-// harness that costs nothing, so the benchmark can show how much of the
-// run is the engine's own work. The coverage feedback is the engine's
-// alone in both builds, so both explore alike.
-#ifdef OSMEM_FUZZ_API_CALLS_ONLY
-constexpr bool kChecks = false;
-#else
-constexpr bool kChecks = true;
+// Built twice more for bench/fuzz_throughput (fuzz/CMakeLists.txt), to
+// show what the harness's own work costs. Both variants make the same calls
+// as this target for the same input, os_heap_check and os_heap_stats
+// included (their results ignored), so the engine's coverage, the only
+// feedback, is the same. OSMEM_FUZZ_API_VARIANT 1, api_calls_only: no
+// block is written or read. 2, api_fill_only: the pattern is written where
+// the checks would read it, and nothing is checked.
+#ifndef OSMEM_FUZZ_API_VARIANT
+#define OSMEM_FUZZ_API_VARIANT 0
 #endif
+constexpr bool kFill = OSMEM_FUZZ_API_VARIANT != 1;
+constexpr bool kChecks = OSMEM_FUZZ_API_VARIANT == 0;
 
 struct Block {
   unsigned char* ptr;
@@ -152,10 +153,12 @@ class Harness {
       os_free(live_.back().ptr);
       live_.pop_back();
     }
-    if (!kChecks) return;
-    if (os_heap_check() != 0) finding("os_heap_check() found violations after freeing all", step_);
+    if (os_heap_check() != 0 && kChecks) {
+      finding("os_heap_check() found violations after freeing all", step_);
+    }
     struct os_heap_stats stats {};
     os_heap_stats(&stats);
+    if (!kChecks) return;
     if (stats.heap_bytes_in_use != 0 || stats.mapped_blocks != 0) {
       finding("os_heap_stats() shows memory in use after freeing all", step_);
     }
@@ -171,9 +174,8 @@ class Harness {
   }
 
   void check_heap() {
-    if (!kChecks) return;
     last_check_ = step_;
-    if (os_heap_check() != 0) finding("os_heap_check() found violations", step_);
+    if (os_heap_check() != 0 && kChecks) finding("os_heap_check() found violations", step_);
   }
 
   void verify(const Block& b) const {
@@ -188,7 +190,10 @@ class Harness {
   void adopt(void* p, std::size_t n, bool zeroed, std::uint8_t tag) {
     auto* bytes = static_cast<unsigned char*>(p);
     live_.push_back({bytes, n, tag});
-    if (!kChecks) return;
+    if (!kChecks) {
+      if (kFill) fill(bytes, n, tag);
+      return;
+    }
     const auto a = reinterpret_cast<std::uintptr_t>(p);
     if (a % 8 != 0) finding("returned a misaligned pointer", step_);
     auto it = extents_.lower_bound(a);
@@ -280,9 +285,9 @@ class Harness {
         if (step_ >= last_check_ + kCheckEvery / 4) check_heap();
         break;
       case OpKind::FailNextMap: {
-        if (!kChecks) break;
         struct os_heap_stats stats {};
         os_heap_stats(&stats);
+        if (!kChecks) break;
         std::size_t mapped = 0;
         for (const Block& b : live_)
           mapped += ((b.size + 7) & ~std::size_t{7}) + 32 >= 131072 ? 1 : 0;
