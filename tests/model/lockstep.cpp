@@ -731,7 +731,7 @@ void Lockstep::foreign_extend_before_sbrk(std::size_t later, std::size_t delta) 
 }
 
 void Lockstep::verify_all() {
-  verify_all(true, true);
+  verify_all(true);
 }
 
 // The check before free_all leaves the contents out: free_all compares
@@ -741,17 +741,17 @@ void Lockstep::verify_all() {
 // here too read those bytes once more (for the live blocks' contents, that
 // was a fifth of the ops target's time).
 void Lockstep::verify_and_free_all() {
-  verify_all(false, false);
+  verify_all(false);
   free_all();
 }
 
-void Lockstep::verify_all(bool contents, bool payloads) {
+void Lockstep::verify_all(bool contents) {
   const Op op = note({Record::Kind::Final, 0});
   if (contents) verify_all_contents(op);
   run_checker(op);
   compare_blocks(op);
   compare_stats(op);
-  if (!payloads) return;
+  if (!contents) return;
   begin_step();  // nothing ran since the last step: no header was absorbed
   check_free_payloads(op, true);
 }

@@ -181,7 +181,8 @@ class Lockstep {
   void run_checker(const Op& op);
   long adopt(const Op& op, void* p, const Addr& a, std::size_t requested, bool zeroed,
              const Live* kept);
-  void verify_all(bool contents, bool payloads);
+  // contents: also every live block's bytes and every FREE payload.
+  void verify_all(bool contents);
   void verify_contents(const Op& op, const Live& l) const;
   // Bytes [from, to) of the block's requested bytes.
   void verify_range(const Op& op, const Live& l, std::size_t from, std::size_t to) const;
